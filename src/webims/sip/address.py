@@ -1,0 +1,100 @@
+"""name-addr / addr-spec values: From, To, Contact, Route, Record-Route, Path,
+Service-Route, P-Asserted-Identity, P-Preferred-Identity, P-Associated-URI...
+
+    name-addr = [ display-name ] LAQUOT addr-spec RAQUOT
+    display-name = *(token LWS)/ quoted-string
+    contact-param = (name-addr / addr-spec) *(SEMI contact-params)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import grammar as g
+from .errors import ParseError
+from .params import Params
+from .uri import URI, SipURI, parse_uri
+
+__all__ = ["Address", "parse_address", "parse_address_list"]
+
+
+@dataclass(eq=False, slots=True)
+class Address:
+    """A URI with an optional display name and header parameters (``tag``, ``expires``...)."""
+
+    uri: URI
+    display_name: str | None = None
+    params: Params = field(default_factory=Params)
+    #: True when the wire form used ``<...>`` (always rendered with them anyway).
+    angle: bool = True
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    @property
+    def sip_uri(self) -> SipURI:
+        """The URI as a SIP URI, or :class:`ParseError` for other schemes."""
+        if not isinstance(self.uri, SipURI):
+            raise ParseError(f"expected a SIP URI, got {self.uri}")
+        return self.uri
+
+    def __str__(self) -> str:
+        out = f"<{self.uri}>"
+        if self.display_name is not None:
+            name = self.display_name
+            out = (f"{name} " if name and g.is_token(name) else f"{g.quote(name)} ") + out
+        return out + self.params.render()
+
+    def __repr__(self) -> str:
+        return f"Address({str(self)!r})"
+
+
+def parse_address(text: str, *, allow_params: bool = True) -> Address:
+    """Parse one name-addr or addr-spec followed by ``;params``."""
+    text = text.strip()
+    if not text:
+        raise ParseError("empty address")
+    display: str | None = None
+    i = 0
+    if text[0] == '"':
+        display, i = g.parse_quoted(text, 0)
+        i = g.skip_ws(text, i)
+        if i >= len(text) or text[i] != "<":
+            raise ParseError("quoted display name must be followed by <uri>")
+    lt = text.find("<", i)
+    if lt >= 0:
+        if display is None:
+            name = text[:lt].strip()
+            if name:
+                # display-name = *(token LWS): each word must be a token.
+                if any(not g.is_token(w) for w in name.split()):
+                    raise ParseError(f"invalid display name {name!r}")
+                display = " ".join(name.split())
+        gt = text.find(">", lt)
+        if gt < 0:
+            raise ParseError("missing '>' in address")
+        uri = parse_uri(text[lt + 1 : gt])
+        rest = text[gt + 1 :].lstrip()
+        angle = True
+    else:
+        # addr-spec: the URI ends at the first ';' (header parameters follow) and
+        # may not contain whitespace.
+        semi = text.find(";")
+        uri_text = text if semi < 0 else text[:semi]
+        uri_text = uri_text.rstrip()
+        if not uri_text or any(c in uri_text for c in " \t,"):
+            raise ParseError(f"invalid addr-spec {text!r}")
+        uri = parse_uri(uri_text)
+        rest = "" if semi < 0 else text[semi:]
+        angle = False
+    params = Params()
+    if rest:
+        if rest[0] != ";" or not allow_params:
+            raise ParseError(f"unexpected text after address: {rest!r}")
+        params = Params.parse(rest[1:])
+    return Address(uri=uri, display_name=display, params=params, angle=angle)
+
+
+def parse_address_list(value: str) -> list[Address]:
+    return [parse_address(part) for part in g.split_list(value)]

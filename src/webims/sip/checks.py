@@ -1,0 +1,142 @@
+"""The sanity checks every element runs on a request before acting on it
+(RFC 3261 §8.2.1–§8.2.3 and §16.3), and building responses (§8.2.6).
+
+:func:`check_request` raises the :class:`~webims.sip.errors.SipError` whose
+status the element answers with; :func:`make_response` builds that answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from .errors import (
+    BadExtension,
+    ParseError,
+    SipError,
+    UnsupportedURIScheme,
+    VersionNotSupported,
+)
+from .headers import Headers
+from .message import Request, Response
+from .status import reason_phrase
+from .uri import AbsoluteURI
+
+__all__ = ["check_request", "check_response", "make_response", "new_tag", "response_for_error"]
+
+#: Schemes an element of this stack can route on.
+DEFAULT_SCHEMES = frozenset({"sip", "sips", "tel"})
+
+
+def check_request(
+    req: Request,
+    *,
+    supported: frozenset[str] | set[str] = frozenset(),
+    schemes: frozenset[str] = DEFAULT_SCHEMES,
+    check_require: bool = True,
+) -> None:
+    """Raise the error a UAS or proxy answers ``req`` with, or return None.
+
+    Checks, in the order of §8.2 and §16.3: SIP version (505), the mandatory
+    headers and their syntax (400), CSeq method = request method (400), the
+    Request-URI (400, 416 for a scheme we do not handle), Require and
+    Proxy-Require against ``supported`` (420; Require is skipped for ACK and
+    CANCEL, and by proxies with ``check_require=False``).
+    """
+    if req.version.upper() != "SIP/2.0":
+        raise VersionNotSupported(f"unsupported version {req.version}")
+    # Parse what the transaction layer and every element relies on.
+    vias = req.vias
+    if not vias:
+        raise ParseError("missing Via header")
+    req.call_id
+    cseq = req.cseq
+    if cseq.method != req.method:
+        raise ParseError(f"CSeq method {cseq.method} does not match {req.method}")
+    req.from_
+    req.to
+    req.max_forwards
+    req.content_length
+    if req.method == "REGISTER" or "Contact" in req.headers:
+        req.contacts
+    try:
+        uri = req.uri
+    except ParseError:
+        raise
+    if isinstance(uri, AbsoluteURI) or uri.scheme not in schemes:
+        raise UnsupportedURIScheme(f"unsupported URI scheme {uri.scheme}")
+    for name in ("Route", "Record-Route"):
+        if name in req.headers:
+            req.routes if name == "Route" else req.record_routes
+    if req.method not in ("ACK", "CANCEL"):
+        wanted = list(req.proxy_require)
+        if check_require:
+            wanted += req.require
+        unknown = [tag for tag in wanted if tag not in supported]
+        if unknown:
+            raise BadExtension(unknown)
+
+
+def check_response(resp: Response) -> None:
+    """Raise :class:`ParseError` if a response lacks what routing it needs."""
+    if resp.version.upper() != "SIP/2.0":
+        raise ParseError(f"unsupported version {resp.version}")
+    if not resp.vias:
+        raise ParseError("response without Via")
+    resp.call_id
+    resp.cseq
+    resp.from_
+    resp.to
+    resp.content_length
+
+
+def new_tag() -> str:
+    """A From/To tag with at least 32 bits of randomness (§19.3)."""
+    return secrets.token_hex(6)
+
+
+_COPIED = ("Via", "From", "To", "Call-ID", "CSeq")
+
+
+def make_response(
+    req: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    extra: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    content_type: str | None = None,
+) -> Response:
+    """A response to ``req`` per §8.2.6.2: Via, From, To, Call-ID, CSeq copied.
+
+    ``to_tag`` is added to To when the request's To has none (never on 100).
+    Record-Route is copied into responses to dialog-creating requests by the
+    UAS layer, not here.
+    """
+    fields: list[tuple[str, str]] = []
+    for name in _COPIED:
+        for value in req.headers.get_all(name):
+            if name == "To" and status > 100 and to_tag is not None and "tag" not in req.to.params:
+                value = f"{value};tag={to_tag}"
+            fields.append((name, value))
+    if extra:
+        fields.extend(extra)
+    resp = Response(status, reason or reason_phrase(status), Headers.from_pairs(fields))
+    resp.set_body(body, content_type)
+    return resp
+
+
+def response_for_error(req: Request, err: SipError) -> Response:
+    """The response an element sends when ``check_request`` (or parsing) fails."""
+    extra: list[tuple[str, str]] = []
+    if isinstance(err, BadExtension):
+        extra.append(("Unsupported", ", ".join(err.unsupported)))
+    try:
+        return make_response(req, err.status, err.reason, to_tag=new_tag(), extra=extra)
+    except ParseError:
+        # The headers needed for a proper response are themselves broken:
+        # answer with what can be copied verbatim.
+        fields = [(n, v) for n, v in req.headers if n.lower() in ("via", "v", "call-id", "i")]
+        resp = Response(err.status, err.reason, Headers.from_pairs(fields))
+        resp.set_body(b"")
+        return resp

@@ -1,0 +1,246 @@
+"""The header section: an ordered list of raw header fields.
+
+Every field keeps the text it had on the wire, so a message that is parsed and
+serialised again comes out byte for byte the same, unknown headers included.
+Names are matched case-insensitively and through their compact forms
+(RFC 3261 §7.3.3, and the registered ones of later RFCs): ``v`` is Via, ``i``
+is Call-ID.  Typed values are parsed by the accessors of
+:class:`webims.sip.message.Message`, on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from . import grammar as g
+from .errors import ParseError
+
+__all__ = ["COMPACT_FORMS", "Headers", "canonical_name", "header_key"]
+
+#: Compact form -> lower-case full name.
+COMPACT_FORMS: dict[str, str] = {
+    "a": "accept-contact",
+    "b": "referred-by",
+    "c": "content-type",
+    "d": "request-disposition",
+    "e": "content-encoding",
+    "f": "from",
+    "i": "call-id",
+    "j": "reject-contact",
+    "k": "supported",
+    "l": "content-length",
+    "m": "contact",
+    "n": "identity-info",
+    "o": "event",
+    "r": "refer-to",
+    "s": "subject",
+    "t": "to",
+    "u": "allow-events",
+    "v": "via",
+    "x": "session-expires",
+    "y": "identity",
+}
+
+# Canonical spelling for the names we write ourselves.
+_CANONICAL: dict[str, str] = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "p-asserted-identity": "P-Asserted-Identity",
+    "p-preferred-identity": "P-Preferred-Identity",
+    "p-associated-uri": "P-Associated-URI",
+    "p-visited-network-id": "P-Visited-Network-ID",
+    "p-charging-vector": "P-Charging-Vector",
+    "p-charging-function-addresses": "P-Charging-Function-Addresses",
+    "mime-version": "MIME-Version",
+}
+
+# Cache of wire names already validated: name as written -> key.
+_KEY_CACHE: dict[str, str] = {}
+_KEY_CACHE_MAX = 4096
+
+
+def header_key(name: str) -> str:
+    """The lookup key of a header name: lower-case full name.
+
+    Raises :class:`ParseError` if ``name`` is not a token.
+    """
+    key = _KEY_CACHE.get(name)
+    if key is not None:
+        return key
+    if g.TOKEN.fullmatch(name) is None:
+        raise ParseError(f"invalid header name {name!r}")
+    lower = name.lower()
+    key = COMPACT_FORMS.get(lower, lower)
+    if len(_KEY_CACHE) < _KEY_CACHE_MAX:
+        _KEY_CACHE[name] = key
+    return key
+
+
+def canonical_name(key: str) -> str:
+    """The spelling we use when we write a header (``via`` -> ``Via``)."""
+    known = _CANONICAL.get(key)
+    if known is not None:
+        return known
+    return "-".join(part.capitalize() for part in key.split("-"))
+
+
+# A field: (key, name as written, value, raw line or None once rewritten).
+Field = tuple[str, str, str, str | None]
+
+
+class Headers:
+    """Ordered header fields with case-insensitive, compact-aware lookup."""
+
+    __slots__ = ("_fields", "version")
+
+    def __init__(self, fields: list[Field] | None = None) -> None:
+        self._fields: list[Field] = fields if fields is not None else []
+        #: Bumped on every change; lets messages invalidate cached views.
+        self.version = 0
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, str]]) -> Headers:
+        return cls([(header_key(n), n, v, None) for n, v in pairs])
+
+    # -- reading ---------------------------------------------------------
+    def get(self, name: str) -> str | None:
+        """The value of the first field called ``name``, or None."""
+        key = header_key(name)
+        for f in self._fields:
+            if f[0] == key:
+                return f[2]
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """The values of every field called ``name``, in order (not split)."""
+        key = header_key(name)
+        return [f[2] for f in self._fields if f[0] == key]
+
+    def values(self, name: str) -> list[str]:
+        """Every element of a comma-separated list header, across fields."""
+        key = header_key(name)
+        out: list[str] = []
+        for f in self._fields:
+            if f[0] == key:
+                out.extend(g.split_list(f[2]))
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = header_key(name)
+        return any(f[0] == key for f in self._fields)
+
+    def count(self, name: str) -> int:
+        key = header_key(name)
+        return sum(1 for f in self._fields if f[0] == key)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for f in self._fields:
+            yield f[1], f[2]
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def keys(self) -> list[str]:
+        return [f[0] for f in self._fields]
+
+    # -- writing ---------------------------------------------------------
+    def _field(self, name: str, value: str) -> Field:
+        if "\r" in value or "\n" in value:
+            raise ValueError("header values may not contain CR or LF")
+        key = header_key(name)
+        return (key, name if name != key else canonical_name(key), value, None)
+
+    def add(self, name: str, value: str) -> None:
+        """Append a field at the end of the header section."""
+        self._fields.append(self._field(name, value))
+        self.version += 1
+
+    def add_first(self, name: str, value: str) -> None:
+        """Insert a field above the first one of the same name (or at the top)."""
+        f = self._field(name, value)
+        key = f[0]
+        for i, existing in enumerate(self._fields):
+            if existing[0] == key:
+                self._fields.insert(i, f)
+                break
+        else:
+            self._fields.insert(0, f)
+        self.version += 1
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every field called ``name`` by one, where the first one was."""
+        f = self._field(name, value)
+        key = f[0]
+        out: list[Field] = []
+        placed = False
+        for existing in self._fields:
+            if existing[0] == key:
+                if not placed:
+                    out.append(f)
+                    placed = True
+            else:
+                out.append(existing)
+        if not placed:
+            out.append(f)
+        self._fields = out
+        self.version += 1
+
+    def remove(self, name: str) -> int:
+        """Remove every field called ``name``; return how many were removed."""
+        key = header_key(name)
+        before = len(self._fields)
+        self._fields = [f for f in self._fields if f[0] != key]
+        removed = before - len(self._fields)
+        if removed:
+            self.version += 1
+        return removed
+
+    def pop_first_value(self, name: str) -> str | None:
+        """Remove the first element of a list header (top Via, top Route).
+
+        When one field carries several comma-separated elements, the field is
+        rewritten with the remaining ones.
+        """
+        key = header_key(name)
+        for i, f in enumerate(self._fields):
+            if f[0] != key:
+                continue
+            parts = g.split_list(f[2])
+            if not parts:
+                del self._fields[i]
+                self.version += 1
+                continue
+            first = parts[0]
+            if len(parts) == 1:
+                del self._fields[i]
+            else:
+                self._fields[i] = (key, f[1], ", ".join(parts[1:]), None)
+            self.version += 1
+            return first
+        return None
+
+    def replace_first_value(self, name: str, value: str) -> None:
+        """Rewrite the first element of a list header (e.g. add ``received`` to Via)."""
+        key = header_key(name)
+        for i, f in enumerate(self._fields):
+            if f[0] == key:
+                parts = g.split_list(f[2])
+                parts[0] = value
+                self._fields[i] = (key, f[1], ", ".join(parts), None)
+                self.version += 1
+                return
+        raise KeyError(name)
+
+    def copy(self) -> Headers:
+        return Headers(list(self._fields))
+
+    # -- wire ------------------------------------------------------------
+    def render(self) -> str:
+        """The header lines joined by CRLF (no trailing CRLF)."""
+        return "\r\n".join(f[3] if f[3] is not None else f"{f[1]}: {f[2]}" for f in self._fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({[(f[1], f[2]) for f in self._fields]!r})"

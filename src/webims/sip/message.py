@@ -1,0 +1,566 @@
+"""SIP requests and responses (RFC 3261 §7), parsed from and serialised to bytes.
+
+:func:`parse_message` does only what every element needs before it can decide
+anything: the start line, the header fields (unfolded, names checked, values
+kept raw), and the body as delimited by Content-Length.  Typed header values
+(``msg.vias``, ``msg.cseq``, ``msg.contacts`` ...) are parsed when first read
+and cached until the headers change.  A message that has not been changed
+serialises to exactly the bytes it was parsed from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from . import grammar as g
+from .address import Address, parse_address, parse_address_list
+from .auth import Challenge, Credentials, parse_challenge, parse_credentials
+from .errors import BodyTooLarge, MessageTooLarge, ParseError
+from .headers import Headers, header_key
+from .params import Params
+from .uri import URI, parse_uri
+from .via import Via, parse_via, parse_via_list
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "CSeq",
+    "Limits",
+    "Message",
+    "Request",
+    "Response",
+    "parse_message",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Security limits for parsing; each breach raises the matching error."""
+
+    #: Whole message, start line + headers + body (513 beyond).
+    max_message_size: int = 65_535
+    #: The header section alone (513 beyond).
+    max_header_size: int = 32_768
+    #: One header line after unfolding (513 beyond).
+    max_line_length: int = 8_192
+    #: Number of header fields (513 beyond).
+    max_headers: int = 256
+    #: Body size announced by Content-Length (413 beyond).
+    max_body_size: int = 65_535
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    """CSeq = 1*DIGIT LWS Method"""
+
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+def parse_cseq(value: str) -> CSeq:
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit() or not g.is_token(parts[1]):
+        raise ParseError(f"invalid CSeq {value!r}")
+    seq = int(parts[0])
+    if seq >= 2**32:
+        raise ParseError("CSeq number exceeds 32 bits")
+    return CSeq(seq, parts[1])
+
+
+def _parse_int(value: str, what: str, maximum: int = 2**32 - 1) -> int:
+    v = value.strip()
+    if not v.isdigit() or not v.isascii():
+        raise ParseError(f"invalid {what} {value!r}")
+    n = int(v)
+    if n > maximum:
+        raise ParseError(f"{what} out of range: {value!r}")
+    return n
+
+
+def _parse_tokens(values: list[str]) -> list[str]:
+    for v in values:
+        if not g.is_token(v):
+            raise ParseError(f"invalid option tag {v!r}")
+    return values
+
+
+class Message:
+    """What requests and responses share: headers, body and typed accessors."""
+
+    __slots__ = ("_cache", "_cache_version", "_wire", "_wire_version", "body", "headers", "version")
+
+    def __init__(self, headers: Headers, body: bytes = b"", version: str = "SIP/2.0") -> None:
+        self.headers = headers
+        self.body = body
+        self.version = version
+        self._cache: dict[str, Any] = {}
+        self._cache_version = -1
+        self._wire: bytes | None = None
+        self._wire_version = -1
+
+    # -- typed access ------------------------------------------------------
+    def _cached(self, key: str, build: Callable[[], T]) -> T:
+        if self._cache_version != self.headers.version:
+            self._cache.clear()
+            self._cache_version = self.headers.version
+        try:
+            return self._cache[key]  # type: ignore[no-any-return]
+        except KeyError:
+            value = self._cache[key] = build()
+            return value
+
+    def _single(self, name: str) -> str:
+        values = self.headers.get_all(name)
+        if not values:
+            raise ParseError(f"missing {name} header")
+        if len(values) > 1:
+            raise ParseError(f"more than one {name} header")
+        return values[0]
+
+    @property
+    def call_id(self) -> str:
+        def build() -> str:
+            value = self._single("Call-ID")
+            # callid = word [ "@" word ]; words are non-empty, no whitespace.
+            if not value or any(c in value for c in " \t"):
+                raise ParseError(f"invalid Call-ID {value!r}")
+            return value
+
+        return self._cached("call-id", build)
+
+    @property
+    def cseq(self) -> CSeq:
+        return self._cached("cseq", lambda: parse_cseq(self._single("CSeq")))
+
+    @property
+    def from_(self) -> Address:
+        return self._cached("from", lambda: parse_address(self._single("From")))
+
+    @property
+    def to(self) -> Address:
+        return self._cached("to", lambda: parse_address(self._single("To")))
+
+    @property
+    def vias(self) -> list[Via]:
+        return self._cached("via", lambda: parse_via_list_all(self.headers.get_all("Via")))
+
+    @property
+    def top_via(self) -> Via:
+        def build() -> Via:
+            first = self.headers.get("Via")
+            if first is None:
+                raise ParseError("missing Via header")
+            parts = g.split_list(first)
+            if not parts:
+                raise ParseError("empty Via header")
+            return parse_via(parts[0])
+
+        return self._cached("top-via", build)
+
+    @property
+    def max_forwards(self) -> int | None:
+        def build() -> int | None:
+            values = self.headers.get_all("Max-Forwards")
+            if not values:
+                return None
+            if len(values) > 1:
+                raise ParseError("more than one Max-Forwards header")
+            return _parse_int(values[0], "Max-Forwards", 255)
+
+        return self._cached("max-forwards", build)
+
+    @property
+    def contact_star(self) -> bool:
+        """True for ``Contact: *`` (REGISTER removing every binding)."""
+        values = self.headers.get_all("Contact")
+        return len(values) == 1 and values[0].strip() == "*"
+
+    @property
+    def contacts(self) -> list[Address]:
+        def build() -> list[Address]:
+            if self.contact_star:
+                return []
+            out = []
+            for v in self.headers.get_all("Contact"):
+                if v.strip() == "*":
+                    raise ParseError("Contact '*' mixed with other contacts")
+                out.extend(parse_address_list(v))
+            return out
+
+        return self._cached("contact", build)
+
+    def _address_list(self, name: str) -> list[Address]:
+        return self._cached(
+            header_key(name),
+            lambda: [a for v in self.headers.get_all(name) for a in parse_address_list(v)],
+        )
+
+    @property
+    def routes(self) -> list[Address]:
+        return self._address_list("Route")
+
+    @property
+    def record_routes(self) -> list[Address]:
+        return self._address_list("Record-Route")
+
+    @property
+    def paths(self) -> list[Address]:
+        return self._address_list("Path")
+
+    @property
+    def service_routes(self) -> list[Address]:
+        return self._address_list("Service-Route")
+
+    @property
+    def p_asserted_identity(self) -> list[Address]:
+        return self._address_list("P-Asserted-Identity")
+
+    @property
+    def p_preferred_identity(self) -> list[Address]:
+        return self._address_list("P-Preferred-Identity")
+
+    @property
+    def p_associated_uri(self) -> list[Address]:
+        return self._address_list("P-Associated-URI")
+
+    @property
+    def p_visited_network_id(self) -> list[str]:
+        """P-Visited-Network-ID values (token or quoted-string), parameters dropped."""
+
+        def build() -> list[str]:
+            out = []
+            for item in self.headers.values("P-Visited-Network-ID"):
+                if item.startswith('"'):
+                    text, end = g.parse_quoted(item, 0)
+                    rest = item[end:].strip()
+                else:
+                    text, _, rest = item.partition(";")
+                    text = text.strip()
+                    rest = ";" + rest if rest else ""
+                    if not g.is_token(text):
+                        raise ParseError(f"invalid P-Visited-Network-ID {item!r}")
+                if rest and not rest.startswith(";"):
+                    raise ParseError(f"invalid P-Visited-Network-ID {item!r}")
+                if rest:
+                    Params.parse(rest[1:])
+                out.append(text)
+            return out
+
+        return self._cached("p-visited-network-id", build)
+
+    @property
+    def p_charging_vector(self) -> Params | None:
+        """P-Charging-Vector as parameters (``icid-value``, ``orig-ioi`` ...)."""
+
+        def build() -> Params | None:
+            value = self.headers.get("P-Charging-Vector")
+            if value is None:
+                return None
+            params = Params.parse(value.strip())
+            if params.get("icid-value") is None:
+                raise ParseError("P-Charging-Vector without icid-value")
+            return params
+
+        return self._cached("p-charging-vector", build)
+
+    @property
+    def expires(self) -> int | None:
+        def build() -> int | None:
+            value = self.headers.get("Expires")
+            return None if value is None else _parse_int(value, "Expires")
+
+        return self._cached("expires", build)
+
+    @property
+    def min_expires(self) -> int | None:
+        value = self.headers.get("Min-Expires")
+        return None if value is None else _parse_int(value, "Min-Expires")
+
+    @property
+    def content_length(self) -> int | None:
+        def build() -> int | None:
+            values = self.headers.get_all("Content-Length")
+            if not values:
+                return None
+            numbers = {_parse_int(v, "Content-Length") for v in values}
+            if len(numbers) != 1:
+                raise ParseError("conflicting Content-Length headers")
+            return numbers.pop()
+
+        return self._cached("content-length", build)
+
+    @property
+    def content_type(self) -> str | None:
+        value = self.headers.get("Content-Type")
+        return None if value is None else value.split(";", 1)[0].strip().lower()
+
+    def option_tags(self, name: str) -> list[str]:
+        """Require / Proxy-Require / Supported / Unsupported as lower-case tags."""
+        return self._cached(
+            "tags:" + header_key(name),
+            lambda: [t.lower() for t in _parse_tokens(self.headers.values(name))],
+        )
+
+    @property
+    def require(self) -> list[str]:
+        return self.option_tags("Require")
+
+    @property
+    def proxy_require(self) -> list[str]:
+        return self.option_tags("Proxy-Require")
+
+    @property
+    def supported(self) -> list[str]:
+        return self.option_tags("Supported")
+
+    def _credentials(self, name: str) -> list[Credentials]:
+        return self._cached(
+            header_key(name), lambda: [parse_credentials(v) for v in self.headers.get_all(name)]
+        )
+
+    @property
+    def authorization(self) -> list[Credentials]:
+        return self._credentials("Authorization")
+
+    @property
+    def proxy_authorization(self) -> list[Credentials]:
+        return self._credentials("Proxy-Authorization")
+
+    def _challenges(self, name: str) -> list[Challenge]:
+        return self._cached(
+            header_key(name), lambda: [parse_challenge(v) for v in self.headers.get_all(name)]
+        )
+
+    @property
+    def www_authenticate(self) -> list[Challenge]:
+        return self._challenges("WWW-Authenticate")
+
+    @property
+    def proxy_authenticate(self) -> list[Challenge]:
+        return self._challenges("Proxy-Authenticate")
+
+    # -- wire --------------------------------------------------------------
+    def start_line(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def set_body(self, body: bytes, content_type: str | None = None) -> None:
+        """Replace the body and keep Content-Length (and Content-Type) in step."""
+        self.body = body
+        self.headers.set("Content-Length", str(len(body)))
+        if content_type is not None:
+            self.headers.set("Content-Type", content_type)
+        elif not body:
+            self.headers.remove("Content-Type")
+
+    def serialize(self) -> bytes:
+        """The message on the wire.  Unchanged parsed messages keep their bytes."""
+        if self._wire is not None and self._wire_version == self.headers.version:
+            return self._wire
+        if "Content-Length" not in self.headers or self.content_length != len(self.body):
+            self.headers.set("Content-Length", str(len(self.body)))
+        head = self.start_line() + "\r\n" + self.headers.render() + "\r\n\r\n"
+        return head.encode("utf-8", "surrogateescape") + self.body
+
+    __bytes__ = serialize
+
+    def _mark_changed(self) -> None:
+        self._wire = None
+
+
+class Request(Message):
+    """Request-Line = Method SP Request-URI SP SIP-Version CRLF"""
+
+    __slots__ = ("_uri", "method", "uri_text")
+
+    def __init__(
+        self,
+        method: str,
+        uri: URI | str,
+        headers: Headers | None = None,
+        body: bytes = b"",
+        version: str = "SIP/2.0",
+    ) -> None:
+        super().__init__(headers if headers is not None else Headers(), body, version)
+        self.method = method
+        if isinstance(uri, str):
+            self.uri_text = uri
+            self._uri: URI | None = None
+        else:
+            self.uri_text = str(uri)
+            self._uri = uri
+
+    @property
+    def uri(self) -> URI:
+        """The Request-URI, parsed on first use."""
+        if self._uri is None:
+            self._uri = parse_uri(self.uri_text)
+        return self._uri
+
+    @uri.setter
+    def uri(self, value: URI) -> None:
+        self._uri = value
+        self.uri_text = str(value)
+        self._wire = None
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri_text} {self.version}"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri_text}>"
+
+
+class Response(Message):
+    """Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF"""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str = "",
+        headers: Headers | None = None,
+        body: bytes = b"",
+        version: str = "SIP/2.0",
+    ) -> None:
+        super().__init__(headers if headers is not None else Headers(), body, version)
+        if not 100 <= status <= 699:
+            raise ValueError(f"status {status} out of range")
+        self.status = status
+        self.reason = reason
+
+    @property
+    def is_provisional(self) -> bool:
+        return self.status < 200
+
+    @property
+    def is_final(self) -> bool:
+        return self.status >= 200
+
+    def start_line(self) -> str:
+        return f"{self.version} {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+def parse_via_list_all(values: list[str]) -> list[Via]:
+    out: list[Via] = []
+    for v in values:
+        out.extend(parse_via_list(v))
+    return out
+
+
+def _too_large(what: str) -> MessageTooLarge:
+    return MessageTooLarge(f"{what} exceeds the configured limit")
+
+
+def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Response:
+    """Parse one SIP message from ``data`` (a datagram or a framed stream message).
+
+    Leading CRLFs are skipped (RFC 3261 §7.5).  The body is the bytes after the
+    header section, cut to Content-Length when that is present; a datagram
+    shorter than its Content-Length is an error (§18.3).
+    """
+    if len(data) > limits.max_message_size:
+        raise _too_large("message size")
+    start = 0
+    while data.startswith(b"\r\n", start):
+        start += 2
+    end = data.find(b"\r\n\r\n", start)
+    if end < 0:
+        raise ParseError("no empty line after the header section")
+    if end - start > limits.max_header_size:
+        raise _too_large("header section")
+    raw = data[start:end]
+    try:
+        head = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        head = raw.decode("utf-8", "surrogateescape")
+    lines = head.split("\r\n")
+    first = lines[0]
+    if "\n" in first or "\r" in first:
+        raise ParseError("bare CR or LF in start line")
+
+    fields: list[tuple[str, str, str, str | None]] = []
+    append = fields.append
+    max_line = limits.max_line_length
+    content_length: str | None = None
+    for line in lines[1:]:
+        if len(line) > max_line:
+            raise _too_large("header line")
+        if "\n" in line or "\r" in line:
+            raise ParseError("bare CR or LF in header section")
+        c = line[:1]
+        if c == " " or c == "\t":
+            # LWS folding: the line continues the previous field.
+            if not fields:
+                raise ParseError("continuation line before the first header")
+            key, name, value, rawline = fields[-1]
+            value = (value + " " + line.strip(" \t")).strip(" \t")
+            if len(value) > max_line:
+                raise _too_large("header line")
+            fields[-1] = (key, name, value, f"{rawline}\r\n{line}")
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise ParseError(f"header line without a colon: {line[:40]!r}")
+        name = name.rstrip(" \t")
+        key = header_key(name)
+        value = value.strip(" \t")
+        append((key, name, value, line))
+        if key == "content-length":
+            if content_length is not None and content_length != value:
+                raise ParseError("conflicting Content-Length headers")
+            content_length = value
+    if len(fields) > limits.max_headers:
+        raise _too_large("header count")
+
+    body = data[end + 4 :]
+    if content_length is not None:
+        n = _parse_int(content_length, "Content-Length")
+        if n > limits.max_body_size:
+            raise BodyTooLarge(f"Content-Length {n} exceeds {limits.max_body_size}")
+        if n > len(body):
+            raise ParseError(f"Content-Length {n} but only {len(body)} body bytes")
+        if n < len(body):
+            body = body[:n]
+    elif len(body) > limits.max_body_size:
+        raise BodyTooLarge("body exceeds the configured limit")
+
+    headers = Headers(fields)
+    msg: Request | Response
+    if first.startswith("SIP/"):
+        parts = first.split(" ", 2)
+        if len(parts) < 2:
+            raise ParseError(f"invalid status line {first!r}")
+        version, code = parts[0], parts[1]
+        if g.SIP_VERSION.fullmatch(version) is None:
+            raise ParseError(f"invalid SIP version {version!r}")
+        if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] not in "123456":
+            raise ParseError(f"invalid status code {code!r}")
+        msg = Response(int(code), parts[2] if len(parts) == 3 else "", headers, body, version)
+    else:
+        parts = first.split(" ")
+        if len(parts) != 3 or not all(parts):
+            raise ParseError(f"invalid request line {first!r}")
+        method, uri_text, version = parts
+        if g.METHOD.fullmatch(method) is None:
+            raise ParseError(f"invalid method {method!r}")
+        if g.SIP_VERSION.fullmatch(version) is None:
+            raise ParseError(f"invalid SIP version {version!r}")
+        if g.SCHEME.match(uri_text) is None or ":" not in uri_text:
+            raise ParseError(f"invalid Request-URI {uri_text!r}")
+        msg = Request(method, uri_text, headers, body, version)
+    if start == 0 and (content_length is None or end + 4 + len(body) == len(data)):
+        msg._wire = data
+        msg._wire_version = headers.version
+    return msg

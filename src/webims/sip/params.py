@@ -1,0 +1,98 @@
+"""Ordered, case-insensitive parameter lists (``;name=value`` and the like)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .grammar import iter_params, quote
+
+__all__ = ["Params"]
+
+
+class Params:
+    """Parameters in wire order; names compare case-insensitively.
+
+    A value of ``None`` is a flag parameter (``;lr``).  Whether a value was
+    quoted on the wire is kept, so that re-serialising keeps its meaning
+    (``+sip.instance="<urn:uuid:...>"`` must stay quoted).
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[tuple[str, str | None, bool]] | None = None) -> None:
+        self._items: list[tuple[str, str | None, bool]] = items if items is not None else []
+
+    @classmethod
+    def parse(cls, text: str, sep: str = ";") -> Params:
+        """Parse the text after the first separator (``a=1;b;c="x"``)."""
+        if not text:
+            return cls()
+        return cls(list(iter_params(text, sep)))
+
+    def _find(self, name: str) -> int:
+        lname = name.lower()
+        for i, item in enumerate(self._items):
+            if item[0].lower() == lname:
+                return i
+        return -1
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._find(name) >= 0
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        i = self._find(name)
+        return self._items[i][1] if i >= 0 else default
+
+    def set(self, name: str, value: str | None = None, *, quoted: bool = False) -> None:
+        i = self._find(name)
+        if i >= 0:
+            self._items[i] = (self._items[i][0], value, quoted)
+        else:
+            self._items.append((name, value, quoted))
+
+    def remove(self, name: str) -> None:
+        i = self._find(name)
+        if i >= 0:
+            del self._items[i]
+
+    def items(self) -> Iterator[tuple[str, str | None]]:
+        for name, value, _ in self._items:
+            yield name, value
+
+    def copy(self) -> Params:
+        return Params(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Params):
+            return NotImplemented
+        mine = {(n.lower(), v) for n, v, _ in self._items}
+        theirs = {(n.lower(), v) for n, v, _ in other._items}
+        return mine == theirs
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def render(self, sep: str = ";", lead: bool = True) -> str:
+        parts = []
+        for name, value, quoted in self._items:
+            if value is None:
+                parts.append(name)
+            elif quoted:
+                parts.append(f"{name}={quote(value)}")
+            else:
+                parts.append(f"{name}={value}")
+        if not parts:
+            return ""
+        body = sep.join(parts)
+        return sep + body if lead else body
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        return f"Params({self.render(lead=False)!r})"
