@@ -75,4 +75,5 @@ __all__ = [
     "parse_uri",
     "parse_via",
     "reason_phrase",
+    "response_for_error",
 ]

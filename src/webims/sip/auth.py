@@ -121,23 +121,55 @@ class DigestCredentials(Credentials):
     params: AuthParams
     scheme: str = "Digest"
 
-    def _get(self, name: str) -> str | None:
-        return self.params.get(name)
+    @property
+    def username(self) -> str | None:
+        return self.params.get("username")
 
-    username = property(lambda self: self._get("username"))
-    realm = property(lambda self: self._get("realm"))
-    nonce = property(lambda self: self._get("nonce"))
-    uri = property(lambda self: self._get("uri"))
-    response = property(lambda self: self._get("response"))
-    algorithm = property(lambda self: self._get("algorithm"))
-    cnonce = property(lambda self: self._get("cnonce"))
-    opaque = property(lambda self: self._get("opaque"))
-    qop = property(lambda self: self._get("qop"))
-    nc = property(lambda self: self._get("nc"))
-    #: TS 24.229 §7.2A.1: yes, no, tls-pending, tls-yes, ip-assoc-*, auth-done...
-    integrity_protected = property(lambda self: self._get("integrity-protected"))
-    #: The WAF identity of TS 24.371 Table A.3.2-2.
-    authorization_entity = property(lambda self: self._get("authorization-entity"))
+    @property
+    def realm(self) -> str | None:
+        return self.params.get("realm")
+
+    @property
+    def nonce(self) -> str | None:
+        return self.params.get("nonce")
+
+    @property
+    def uri(self) -> str | None:
+        return self.params.get("uri")
+
+    @property
+    def response(self) -> str | None:
+        return self.params.get("response")
+
+    @property
+    def algorithm(self) -> str | None:
+        return self.params.get("algorithm")
+
+    @property
+    def cnonce(self) -> str | None:
+        return self.params.get("cnonce")
+
+    @property
+    def opaque(self) -> str | None:
+        return self.params.get("opaque")
+
+    @property
+    def qop(self) -> str | None:
+        return self.params.get("qop")
+
+    @property
+    def nc(self) -> str | None:
+        return self.params.get("nc")
+
+    @property
+    def integrity_protected(self) -> str | None:
+        """TS 24.229 §7.2A.1: yes, no, tls-pending, tls-yes, ip-assoc-*, auth-done."""
+        return self.params.get("integrity-protected")
+
+    @property
+    def authorization_entity(self) -> str | None:
+        """The WAF identity of TS 24.371 Table A.3.2-2."""
+        return self.params.get("authorization-entity")
 
     def __str__(self) -> str:
         return f"Digest {self.params.render()}"

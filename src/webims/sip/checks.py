@@ -48,25 +48,15 @@ def check_request(
     vias = req.vias
     if not vias:
         raise ParseError("missing Via header")
-    req.call_id
     cseq = req.cseq
     if cseq.method != req.method:
         raise ParseError(f"CSeq method {cseq.method} does not match {req.method}")
-    req.from_
-    req.to
-    req.max_forwards
-    req.content_length
-    if req.method == "REGISTER" or "Contact" in req.headers:
-        req.contacts
-    try:
-        uri = req.uri
-    except ParseError:
-        raise
+    # Reading each accessor parses (and caches) the header, raising on bad syntax.
+    _ = (req.call_id, req.from_, req.to, req.max_forwards, req.content_length)
+    _ = (req.contacts, req.routes, req.record_routes)
+    uri = req.uri
     if isinstance(uri, AbsoluteURI) or uri.scheme not in schemes:
         raise UnsupportedURIScheme(f"unsupported URI scheme {uri.scheme}")
-    for name in ("Route", "Record-Route"):
-        if name in req.headers:
-            req.routes if name == "Route" else req.record_routes
     if req.method not in ("ACK", "CANCEL"):
         wanted = list(req.proxy_require)
         if check_require:
@@ -82,11 +72,7 @@ def check_response(resp: Response) -> None:
         raise ParseError(f"unsupported version {resp.version}")
     if not resp.vias:
         raise ParseError("response without Via")
-    resp.call_id
-    resp.cseq
-    resp.from_
-    resp.to
-    resp.content_length
+    _ = (resp.call_id, resp.cseq, resp.from_, resp.to, resp.content_length)
 
 
 def new_tag() -> str:

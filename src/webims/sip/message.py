@@ -500,7 +500,7 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
         if "\n" in line or "\r" in line:
             raise ParseError("bare CR or LF in header section")
         c = line[:1]
-        if c == " " or c == "\t":
+        if c in (" ", "\t"):
             # LWS folding: the line continues the previous field.
             if not fields:
                 raise ParseError("continuation line before the first header")

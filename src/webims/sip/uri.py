@@ -306,7 +306,7 @@ def parse_uri(text: str) -> URI:
     if not colon or g.SCHEME.fullmatch(scheme) is None:
         raise ParseError(f"not an absolute URI: {text!r}")
     lscheme = scheme.lower()
-    if any(c in text for c in " \t\r\n<>\"") and lscheme in ("sip", "sips", "tel"):
+    if any(c in text for c in ' \t\r\n<>"') and lscheme in ("sip", "sips", "tel"):
         raise ParseError(f"invalid character in URI {text!r}")
     if lscheme in ("sip", "sips"):
         return _parse_sip(lscheme, rest)

@@ -1,8 +1,8 @@
 """The Via header (RFC 3261 §20.42, §18.2.1; RFC 3581 rport).
 
-    via-parm = sent-protocol LWS sent-by *( SEMI via-params )
-    sent-protocol = protocol-name SLASH protocol-version SLASH transport
-    sent-by = host [ COLON port ]
+via-parm = sent-protocol LWS sent-by *( SEMI via-params )
+sent-protocol = protocol-name SLASH protocol-version SLASH transport
+sent-by = host [ COLON port ]
 """
 
 from __future__ import annotations
