@@ -76,7 +76,8 @@ def test_changed_message_keeps_unknown_header_bytes() -> None:
 def test_compact_forms_and_multi_value_headers() -> None:
     data = (
         b"OPTIONS sip:bob@biloxi.com SIP/2.0\r\n"
-        b"v: SIP/2.0/UDP a.example.com;branch=z9hG4bK1, SIP/2.0/TCP b.example.com:5070;branch=z9hG4bK2\r\n"
+        b"v: SIP/2.0/UDP a.example.com;branch=z9hG4bK1, "
+        b"SIP/2.0/TCP b.example.com:5070;branch=z9hG4bK2\r\n"
         b"v: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK3;received=2001:db8::9\r\n"
         b"f: <sip:alice@atlanta.com>;tag=1\r\nt: sip:bob@biloxi.com\r\ni: abc\r\n"
         b"Max-Forwards: 10\r\nCSeq: 1 OPTIONS\r\n"
@@ -152,7 +153,11 @@ def test_digest_with_integrity_protected_and_authorization_entity() -> None:
     [
         ("Bearer abc.def.ghi", "abc.def.ghi", False),
         ("Bearer   abc-_~+/=", "abc-_~+/=", False),
-        ('Bearer access_token="O91G451HZ0V83opz6udiSEjchPynd2Ss9"', "O91G451HZ0V83opz6udiSEjchPynd2Ss9", True),
+        (
+            'Bearer access_token="O91G451HZ0V83opz6udiSEjchPynd2Ss9"',
+            "O91G451HZ0V83opz6udiSEjchPynd2Ss9",
+            True,
+        ),
         ("bearer access_token=tok", "tok", True),
     ],
 )
@@ -177,8 +182,9 @@ def test_p_headers() -> None:
         b"REGISTER sip:home1.net SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n"
         b"From: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: 1\r\nCSeq: 1 REGISTER\r\n"
         b'P-Visited-Network-ID: "Visited network number 1", other.net;x=1\r\n'
-        b"P-Charging-Vector: icid-value=1234bc9876e; icid-generated-at=192.0.6.8; orig-ioi=home1.net\r\n"
-        b"P-Asserted-Identity: \"User\" <sip:user1_public1@home1.net>, <tel:+358504821437>\r\n"
+        b"P-Charging-Vector: icid-value=1234bc9876e; icid-generated-at=192.0.6.8; "
+        b"orig-ioi=home1.net\r\n"
+        b'P-Asserted-Identity: "User" <sip:user1_public1@home1.net>, <tel:+358504821437>\r\n'
         b"P-Preferred-Identity: <sip:user1_public1@home1.net>\r\n"
         b"P-Associated-URI: <sip:user1_public1@home1.net>, <sip:user1_public2@home1.net>\r\n"
         b"Path: <sip:term@pcscf1.visited1.net;lr;ob>\r\n"

@@ -12,7 +12,9 @@ def test_full_sip_uri() -> None:
     assert (uri.user, uri.password, uri.host, uri.port) == ("alice", "secret", "atlanta.com", 5061)
     assert uri.transport == "tcp" and uri.lr and uri.maddr == "10.0.0.1"
     assert uri.headers == "subject=x"
-    assert str(uri) == "sips:alice:secret@atlanta.com:5061;transport=tcp;lr;maddr=10.0.0.1?subject=x"
+    assert (
+        str(uri) == "sips:alice:secret@atlanta.com:5061;transport=tcp;lr;maddr=10.0.0.1?subject=x"
+    )
 
 
 def test_host_without_dots_is_valid() -> None:
@@ -91,8 +93,10 @@ def test_comparison_rules_of_19_1_4() -> None:
 
     assert eq("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp")
     assert eq("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5")
-    assert eq("sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
-              "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com")
+    assert eq(
+        "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+        "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+    )
     assert eq("sip:[2001:db8::9:1]", "sip:[2001:db8:0:0:0:0:9:1]")
     assert not eq("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP")
     assert not eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060")

@@ -13,7 +13,14 @@ from .auth import (
     parse_challenge,
     parse_credentials,
 )
-from .checks import check_request, check_response, make_response, new_tag, response_for_error
+from .checks import (
+    check_proxy_request,
+    check_request,
+    check_response,
+    make_response,
+    new_tag,
+    response_for_error,
+)
 from .errors import (
     BadExtension,
     BodyTooLarge,
@@ -63,6 +70,7 @@ __all__ = [
     "UnsupportedURIScheme",
     "VersionNotSupported",
     "Via",
+    "check_proxy_request",
     "check_request",
     "check_response",
     "make_response",

@@ -83,7 +83,8 @@ def parse_address(text: str, *, allow_params: bool = True) -> Address:
         semi = text.find(";")
         uri_text = text if semi < 0 else text[:semi]
         uri_text = uri_text.rstrip()
-        if not uri_text or any(c in uri_text for c in " \t,"):
+        # §20: a URI with a comma, question mark or semicolon needs <...>.
+        if not uri_text or any(c in uri_text for c in " \t,?"):
             raise ParseError(f"invalid addr-spec {text!r}")
         uri = parse_uri(uri_text)
         rest = "" if semi < 0 else text[semi:]

@@ -13,15 +13,23 @@ from .errors import (
     BadExtension,
     ParseError,
     SipError,
+    TooManyHops,
     UnsupportedURIScheme,
     VersionNotSupported,
 )
 from .headers import Headers
 from .message import Request, Response
 from .status import reason_phrase
-from .uri import AbsoluteURI
+from .uri import AbsoluteURI, SipURI
 
-__all__ = ["check_request", "check_response", "make_response", "new_tag", "response_for_error"]
+__all__ = [
+    "check_proxy_request",
+    "check_request",
+    "check_response",
+    "make_response",
+    "new_tag",
+    "response_for_error",
+]
 
 #: Schemes an element of this stack can route on.
 DEFAULT_SCHEMES = frozenset({"sip", "sips", "tel"})
@@ -57,6 +65,9 @@ def check_request(
     uri = req.uri
     if isinstance(uri, AbsoluteURI) or uri.scheme not in schemes:
         raise UnsupportedURIScheme(f"unsupported URI scheme {uri.scheme}")
+    if isinstance(uri, SipURI) and uri.headers is not None:
+        # §19.1.5: URI headers are not allowed in a Request-URI.
+        raise ParseError("header fields in the Request-URI")
     if req.method not in ("ACK", "CANCEL"):
         wanted = list(req.proxy_require)
         if check_require:
@@ -66,12 +77,33 @@ def check_request(
             raise BadExtension(unknown)
 
 
+def check_proxy_request(
+    req: Request, *, supported: frozenset[str] | set[str] = frozenset()
+) -> None:
+    """The checks of a proxy (§16.3): those of :func:`check_request` except
+    Require (only Proxy-Require is a proxy's business), then Max-Forwards (483).
+    """
+    check_request(req, supported=supported, check_require=False)
+    mf = req.max_forwards
+    if mf is not None and mf <= 0:
+        raise TooManyHops("Max-Forwards reached zero")
+
+
 def check_response(resp: Response) -> None:
-    """Raise :class:`ParseError` if a response lacks what routing it needs."""
+    """Raise :class:`ParseError` if a response must be discarded (§18.1.2, §16.7).
+
+    Besides the headers every element needs, a response whose Via path leads
+    to a broadcast address (RFC 4475 §3.3.10) is refused: nothing may be sent
+    there.
+    """
     if resp.version.upper() != "SIP/2.0":
         raise ParseError(f"unsupported version {resp.version}")
-    if not resp.vias:
+    vias = resp.vias
+    if not vias:
         raise ParseError("response without Via")
+    for via in vias:
+        if via.host == "255.255.255.255" or via.received == "255.255.255.255":
+            raise ParseError("broadcast address in Via")
     _ = (resp.call_id, resp.cseq, resp.from_, resp.to, resp.content_length)
 
 

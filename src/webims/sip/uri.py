@@ -29,10 +29,7 @@ def parse_host(text: str) -> str:
     if text[0] == "[":
         if text[-1] != "]":
             raise ParseError(f"unterminated IPv6 reference {text!r}")
-        try:
-            ipaddress.IPv6Address(text[1:-1])
-        except ValueError:
-            raise ParseError(f"invalid IPv6 reference {text!r}") from None
+        _ipv6(text[1:-1])
         return text
     m = g.IPV4.fullmatch(text)
     if m is not None:
@@ -42,6 +39,21 @@ def parse_host(text: str) -> str:
     if g.HOSTNAME.fullmatch(text) is None:
         raise ParseError(f"invalid host {text!r}")
     return text
+
+
+def _ipv6(text: str) -> ipaddress.IPv6Address:
+    """An IPv6 address; tolerates the ``:::`` form that the RFC 3261 ABNF
+    (from RFC 2373) lets through before an IPv4 tail (RFC 5118 §4.10)."""
+    try:
+        return ipaddress.IPv6Address(text)
+    except ValueError:
+        _, sep, tail = text.partition(":::")
+        if sep and "." in tail and ":" not in tail:
+            try:
+                return ipaddress.IPv6Address(text.replace(":::", "::"))
+            except ValueError:
+                pass
+        raise ParseError(f"invalid IPv6 reference [{text}]") from None
 
 
 def split_hostport(text: str) -> tuple[str, int | None]:
@@ -175,7 +187,7 @@ class SipURI(URI):
 
 def _canonical_host(host: str) -> str:
     if host.startswith("["):
-        return "[" + ipaddress.IPv6Address(host[1:-1]).compressed + "]"
+        return "[" + _ipv6(host[1:-1]).compressed + "]"
     return host.lower().rstrip(".")
 
 

@@ -1,0 +1,133 @@
+"""RFC 4475 and RFC 5118 torture messages, as conformance/sip/manifest.toml says.
+
+Each message goes through what a webims proxy does on receipt: parse, then the
+§8.2/§16.3 checks (``check_proxy_request``) or, for a response,
+``check_response``.  ``expect = "accept"`` entries must pass and round-trip;
+integer entries must fail with exactly that status.  known_failing.toml lists
+documented deviations (it is empty: a deviation needs a reason a reader accepts).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from webims.sip import (
+    Request,
+    Response,
+    SipError,
+    SipURI,
+    check_proxy_request,
+    check_response,
+    parse_message,
+)
+
+ROOT = Path(__file__).resolve().parents[2] / "conformance" / "sip"
+MANIFEST = tomllib.loads((ROOT / "manifest.toml").read_text())["message"]
+KNOWN_FAILING = {
+    e["file"]: e["reason"]
+    for e in tomllib.loads((ROOT / "known_failing.toml").read_text()).get("entry", [])
+}
+SUPPORTED = frozenset({"path", "outbound", "gruu"})
+
+
+def outcome(data: bytes) -> tuple[str | int, Request | Response | None]:
+    try:
+        msg = parse_message(data)
+        if isinstance(msg, Request):
+            check_proxy_request(msg, supported=SUPPORTED)
+        else:
+            check_response(msg)
+    except SipError as err:
+        return err.status, None
+    return "accept", msg
+
+
+def test_manifest_covers_every_vector() -> None:
+    on_disk = {str(p.relative_to(ROOT)) for p in ROOT.rglob("*.dat")}
+    listed = [m["file"] for m in MANIFEST]
+    assert len(listed) == len(set(listed))
+    assert on_disk == set(listed)
+
+
+def _fact(msg: Request | Response, key: str) -> Any:
+    if key == "method":
+        assert isinstance(msg, Request)
+        return msg.method
+    if key == "status":
+        assert isinstance(msg, Response)
+        return msg.status
+    if key == "request_uri":
+        assert isinstance(msg, Request)
+        return msg.uri_text
+    if key in ("request_uri_host", "request_uri_port"):
+        assert isinstance(msg, Request) and isinstance(msg.uri, SipURI)
+        return msg.uri.host if key.endswith("host") else msg.uri.port
+    if key == "via_count":
+        return len(msg.vias)
+    if key == "top_via_host":
+        return msg.top_via.host
+    if key == "top_via_port":
+        return msg.top_via.port
+    if key == "top_via_branch":
+        return msg.top_via.branch
+    if key == "call_id":
+        return msg.call_id
+    if key == "cseq_seq":
+        return msg.cseq.seq
+    if key == "cseq_method":
+        return msg.cseq.method
+    if key == "from_display_name":
+        return msg.from_.display_name
+    if key == "to_tag":
+        return msg.to.tag
+    if key == "max_forwards":
+        return msg.max_forwards
+    if key == "content_length":
+        return len(msg.body)
+    if key == "header_count":
+        return len(msg.headers)
+    raise AssertionError(f"unknown check {key}")
+
+
+@pytest.mark.parametrize("entry", MANIFEST, ids=[m["file"] for m in MANIFEST])
+def test_vector(entry: dict[str, Any]) -> None:
+    if entry["file"] in KNOWN_FAILING:
+        # Documented deviation: it must still deviate, or the list is stale.
+        got, _ = outcome((ROOT / entry["file"]).read_bytes())
+        assert got != entry["expect"], f"{entry['file']} now passes: drop it from known_failing"
+        return
+    data = (ROOT / entry["file"]).read_bytes()
+    got, msg = outcome(data)
+    assert got == entry["expect"], f"{entry['rfc']} {entry['title']}: {entry['note']}"
+    if msg is None:
+        return
+    for key, want in entry.get("checks", {}).items():
+        assert _fact(msg, key) == want, key
+    if entry.get("roundtrip", True):
+        wire = msg.serialize()
+        again = parse_message(wire)
+        assert again.serialize() == wire
+        assert again.headers.keys() == msg.headers.keys()
+        assert again.body == msg.body
+        # A changed message (as a proxy forwards it) must still parse to the same facts.
+        msg.headers.add_first("Via", "SIP/2.0/UDP 192.0.2.99;branch=z9hG4bKconformance")
+        forwarded = parse_message(msg.serialize())
+        assert len(forwarded.vias) == len(msg.vias)
+        assert forwarded.body == msg.body
+        for key, want in entry.get("checks", {}).items():
+            if key not in (
+                "via_count",
+                "top_via_host",
+                "top_via_port",
+                "top_via_branch",
+                "header_count",
+            ):
+                assert _fact(forwarded, key) == want, key
+
+
+def test_known_failing_is_empty() -> None:
+    assert KNOWN_FAILING == {}
