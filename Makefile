@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit fuzz bench clean
+.PHONY: run test lint typecheck unit fuzz fuzz-smoke bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck unit
+# A bounded fuzzing run is part of the suite; `make fuzz` runs longer.
+fuzz-smoke: $(STAMP)
+	WEBIMS_FUZZ_SECONDS=15 $(BIN)/python fuzz/run.py
+
+test: lint typecheck unit fuzz-smoke
 
 # Longer fuzzing than the bounded run inside `make test`.
 FUZZ_SECONDS ?= 300
