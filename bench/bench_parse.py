@@ -21,9 +21,11 @@ REGISTER = (
     b"From: <sip:user1_public1@home1.net>;tag=4fa3\r\n"
     b"Call-ID: apb03a0s09dkjdfglkj49111\r\n"
     b"CSeq: 1 REGISTER\r\n"
-    b'Contact: <sip:x7rq@df7jal23ls0d.invalid;transport=ws>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";reg-id=1;expires=600\r\n'
+    b"Contact: <sip:x7rq@df7jal23ls0d.invalid;transport=ws>"
+    b';+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";reg-id=1;expires=600\r\n'
     b"Supported: path, outbound, gruu\r\n"
-    b"Authorization: Bearer eyJhbGciOiJFUzI1NiIsImtpZCI6IjEifQ.eyJzdWIiOiJ1c2VyMSJ9.c2lnbmF0dXJl\r\n"
+    b"Authorization: Bearer "
+    b"eyJhbGciOiJFUzI1NiIsImtpZCI6IjEifQ.eyJzdWIiOiJ1c2VyMSJ9.c2lnbmF0dXJl\r\n"
     b"User-Agent: webims-bench/1.0\r\n"
     b"Expires: 600\r\n"
     b"Content-Length: 0\r\n"

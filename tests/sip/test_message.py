@@ -283,3 +283,14 @@ def test_build_request_from_scratch() -> None:
     assert wire.endswith(b"Content-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello")
     again = parse_message(wire)
     assert again.body == b"hello" and again.content_type == "text/plain"
+
+
+def test_folded_content_length_is_read_whole() -> None:
+    data = (
+        b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n"
+        b"Content-Length: 0009\r\n INVITE\r\n\r\nbody body"
+    )
+    with pytest.raises(ParseError):
+        parse_message(data)
+    folded_ok = data.replace(b"0009\r\n INVITE", b"\r\n 9")
+    assert parse_message(folded_ok).body == b"body body"

@@ -515,14 +515,15 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
             raise ParseError(f"header line without a colon: {line[:40]!r}")
         name = name.rstrip(" \t")
         key = header_key(name)
-        value = value.strip(" \t")
-        append((key, name, value, line))
+        append((key, name, value.strip(" \t"), line))
+    if len(fields) > limits.max_headers:
+        raise _too_large("header count")
+    # Content-Length is read once every field is complete (it may be folded).
+    for key, _, value, _ in fields:
         if key == "content-length":
             if content_length is not None and content_length != value:
                 raise ParseError("conflicting Content-Length headers")
             content_length = value
-    if len(fields) > limits.max_headers:
-        raise _too_large("header count")
 
     body = data[end + 4 :]
     if content_length is not None:
