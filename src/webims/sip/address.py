@@ -8,14 +8,15 @@ Service-Route, P-Asserted-Identity, P-Preferred-Identity, P-Associated-URI...
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from . import grammar as g
 from .errors import ParseError
 from .params import Params
-from .uri import URI, SipURI, parse_uri
+from .uri import URI, SipURI, parse_host, parse_uri
 
-__all__ = ["Address", "parse_address", "parse_address_list"]
+__all__ = ["Address", "address_tag", "parse_address", "parse_address_list"]
 
 
 @dataclass(eq=False, slots=True)
@@ -99,3 +100,41 @@ def parse_address(text: str, *, allow_params: bool = True) -> Address:
 
 def parse_address_list(value: str) -> list[Address]:
     return [parse_address(part) for part in g.split_list(value)]
+
+
+# The common shape of a From or To value: an optional token or quoted display
+# name, a plain SIP URI in <...>, and simple parameters.  It lets a proxy
+# check the syntax and read the tag without building the objects; anything
+# else goes through parse_address.
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_SIMPLE_NAME_ADDR = re.compile(
+    rf'(?:"(?:[^"\\\r\n]|\\[^\r\n])*" *|{_TOKEN}(?: +{_TOKEN})* *)?'
+    r"<sips?:(?:[A-Za-z0-9\-_.!~*'()&=+$,]+@)?"
+    r"([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?"
+    r"(?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*>"
+    rf"((?: *; *{_TOKEN}(?: *= *[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)*)",
+    re.IGNORECASE,
+)
+_TAG = re.compile(r";\s*tag\s*=\s*([^;\s]+)", re.IGNORECASE)
+_TAG_NAME = re.compile(r";\s*tag\b", re.IGNORECASE)
+
+
+def address_tag(value: str) -> str | None:
+    """The ``tag`` of a From/To value, checking its syntax as parse_address does.
+
+    Raises :class:`ParseError` on bad syntax.
+    """
+    text = value.strip()
+    m = _SIMPLE_NAME_ADDR.fullmatch(text)
+    if m is None:
+        return parse_address(text).tag
+    host, port, params = m.groups()
+    parse_host(host)
+    if port is not None and int(port) > 65535:
+        raise ParseError(f"invalid port in {text!r}")
+    if not params:
+        return None
+    if len(_TAG_NAME.findall(params)) != 1:
+        return parse_address(text).tag  # none, a flag, or several: the full parser decides
+    t = _TAG.search(params)
+    return t.group(1) if t else None

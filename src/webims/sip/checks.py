@@ -42,26 +42,37 @@ def check_request(
     schemes: frozenset[str] = DEFAULT_SCHEMES,
     check_require: bool = True,
 ) -> None:
-    """Raise the error a UAS or proxy answers ``req`` with, or return None.
+    """Raise the error a UAS answers ``req`` with, or return None.
 
-    Checks, in the order of §8.2 and §16.3: SIP version (505), the mandatory
-    headers and their syntax (400), CSeq method = request method (400), the
-    Request-URI (400, 416 for a scheme we do not handle), Require and
-    Proxy-Require against ``supported`` (420; Require is skipped for ACK and
-    CANCEL, and by proxies with ``check_require=False``).
+    Checks, in the order of §8.2: SIP version (505), the mandatory headers
+    and their syntax, every Via, Contact and Record-Route included (400),
+    CSeq method = request method (400), the Request-URI (400, 416 for a scheme
+    we do not handle), Require and Proxy-Require against ``supported`` (420;
+    not for ACK and CANCEL; Require is skipped with ``check_require=False``).
     """
+    _check(req, supported, schemes, check_require, everything=True)
+
+
+def _check(
+    req: Request,
+    supported: frozenset[str] | set[str],
+    schemes: frozenset[str],
+    check_require: bool,
+    *,
+    everything: bool,
+) -> None:
     if req.version.upper() != "SIP/2.0":
         raise VersionNotSupported(f"unsupported version {req.version}")
-    # Parse what the transaction layer and every element relies on.
-    vias = req.vias
-    if not vias:
-        raise ParseError("missing Via header")
     cseq = req.cseq
     if cseq.method != req.method:
         raise ParseError(f"CSeq method {cseq.method} does not match {req.method}")
     # Reading each accessor parses (and caches) the header, raising on bad syntax.
-    _ = (req.call_id, req.from_, req.to, req.max_forwards, req.content_length)
-    _ = (req.contacts, req.routes, req.record_routes)
+    _ = (req.top_via, req.call_id, req.from_tag, req.to_tag, req.max_forwards)
+    _ = (req.content_length, req.routes)
+    if everything:
+        _ = (req.from_, req.to, req.vias, req.contacts, req.record_routes)
+    elif req.method == "REGISTER":
+        _ = req.contacts  # every CSCF on the path of a REGISTER reads its Contacts
     uri = req.uri
     if isinstance(uri, AbsoluteURI) or uri.scheme not in schemes:
         raise UnsupportedURIScheme(f"unsupported URI scheme {uri.scheme}")
@@ -80,10 +91,14 @@ def check_request(
 def check_proxy_request(
     req: Request, *, supported: frozenset[str] | set[str] = frozenset()
 ) -> None:
-    """The checks of a proxy (§16.3): those of :func:`check_request` except
-    Require (only Proxy-Require is a proxy's business), then Max-Forwards (483).
+    """The checks of a proxy (§16.3 item 1: the syntax of what it uses).
+
+    Those of :func:`check_request` for the start line, the top Via, From, To,
+    Call-ID, CSeq, Max-Forwards, Route and Proxy-Require, and the Contacts of a
+    REGISTER (not Require, not the lower Vias or Record-Route, which a proxy
+    passes on untouched), then Max-Forwards (483).
     """
-    check_request(req, supported=supported, check_require=False)
+    _check(req, supported, DEFAULT_SCHEMES, False, everything=False)
     mf = req.max_forwards
     if mf is not None and mf <= 0:
         raise TooManyHops("Max-Forwards reached zero")

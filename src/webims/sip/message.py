@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from . import grammar as g
-from .address import Address, parse_address, parse_address_list
+from .address import Address, address_tag, parse_address, parse_address_list
 from .auth import Challenge, Credentials, parse_challenge, parse_credentials
 from .errors import BodyTooLarge, MessageTooLarge, ParseError
 from .headers import Headers, header_key
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_MISSING: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-@dataclass(frozen=True, slots=True)
-class CSeq:
+class CSeq(NamedTuple):
     """CSeq = 1*DIGIT LWS Method"""
 
     seq: int
@@ -109,14 +109,14 @@ class Message:
 
     # -- typed access ------------------------------------------------------
     def _cached(self, key: str, build: Callable[[], T]) -> T:
+        cache = self._cache
         if self._cache_version != self.headers.version:
-            self._cache.clear()
+            cache.clear()
             self._cache_version = self.headers.version
-        try:
-            return self._cache[key]  # type: ignore[no-any-return]
-        except KeyError:
-            value = self._cache[key] = build()
-            return value
+        value = cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = cache[key] = build()
+        return value  # type: ignore[no-any-return]
 
     def _single(self, name: str) -> str:
         values = self.headers.get_all(name)
@@ -150,6 +150,20 @@ class Message:
         return self._cached("to", lambda: parse_address(self._single("To")))
 
     @property
+    def from_tag(self) -> str | None:
+        """The From tag; checks the From syntax without building the Address."""
+        if "from" in self._cache and self._cache_version == self.headers.version:
+            return self.from_.tag
+        return self._cached("from-tag", lambda: address_tag(self._single("From")))
+
+    @property
+    def to_tag(self) -> str | None:
+        """The To tag; checks the To syntax without building the Address."""
+        if "to" in self._cache and self._cache_version == self.headers.version:
+            return self.to.tag
+        return self._cached("to-tag", lambda: address_tag(self._single("To")))
+
+    @property
     def vias(self) -> list[Via]:
         return self._cached("via", lambda: parse_via_list_all(self.headers.get_all("Via")))
 
@@ -165,6 +179,11 @@ class Message:
             return parse_via(parts[0])
 
         return self._cached("top-via", build)
+
+    def replace_top_via(self, via: Via) -> None:
+        """Rewrite the top Via (e.g. to add ``received``), keeping it parsed."""
+        self.headers.replace_first_value("Via", str(via))
+        self._cached("top-via", lambda: via)
 
     @property
     def max_forwards(self) -> int | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .grammar import iter_params, quote
+from .errors import ParseError
+from .grammar import TOKEN, iter_params, quote
 
 __all__ = ["Params"]
 
@@ -27,11 +28,26 @@ class Params:
         """Parse the text after the first separator (``a=1;b;c="x"``)."""
         if not text:
             return cls()
-        return cls(list(iter_params(text, sep)))
+        if '"' in text or " " in text or "\t" in text:
+            return cls(list(iter_params(text, sep)))
+        # Fast path: no quoting and no whitespace, so a plain split is exact.
+        items: list[tuple[str, str | None, bool]] = []
+        for piece in text.split(sep):
+            name, eq, value = piece.partition("=")
+            if TOKEN.fullmatch(name) is None:
+                raise ParseError(f"invalid parameter name {name!r}")
+            if eq and not value:
+                raise ParseError(f"empty value for parameter {name!r}")
+            items.append((name, value if eq else None, False))
+        return cls(items)
 
     def _find(self, name: str) -> int:
+        items = self._items
+        for i, item in enumerate(items):
+            if item[0] == name:
+                return i
         lname = name.lower()
-        for i, item in enumerate(self._items):
+        for i, item in enumerate(items):
             if item[0].lower() == lname:
                 return i
         return -1

@@ -303,8 +303,8 @@ def _loop_hash(req: Request) -> str:
     parts = [
         req.uri_text,
         req.call_id,
-        req.from_.tag or "",
-        req.to.tag or "",
+        req.from_tag or "",
+        req.to_tag or "",
         str(req.cseq.seq),
         ",".join(req.headers.get_all("Proxy-Require")),
         ",".join(req.headers.get_all("Proxy-Authorization")),
@@ -334,6 +334,7 @@ class ProxyCore:
         self._seq = itertools.count()
         self._branch_ids = itertools.count(1)
         self._instance = hashlib.blake2b(repr(id(self)).encode(), digest_size=3).hexdigest()
+        self._branch_prefix = f"branch={MAGIC_COOKIE}{self._instance}"
 
     # -- driving the core ---------------------------------------------------
     def process_events(self, now: float) -> None:
@@ -402,7 +403,11 @@ class ProxyCore:
     def _validate(self, req: Request) -> None:
         """§16.3: syntax, Max-Forwards, loops, Proxy-Require."""
         check_proxy_request(req, supported=self.config.supported)
-        if self.config.loop_detection and len(req.vias) > 1:
+        if self.config.loop_detection and any(
+            self._branch_prefix in v for v in req.headers.get_all("Via")
+        ):
+            # This proxy forwarded the request before: a loop if the parts of
+            # the request that routing depends on are unchanged, else a spiral.
             mine = self._loop_marker(req)
             for via in req.vias:
                 branch = via.branch or ""

@@ -10,6 +10,7 @@ comparison rules of §19.1.4 require.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 from . import grammar as g
@@ -24,8 +25,22 @@ def parse_host(text: str) -> str:
 
     IPv6 references keep their brackets; the address inside must be valid.
     """
+    if text in _HOST_CACHE:
+        return text
     if not text:
         raise ParseError("empty host")
+    _validate_host(text)
+    if len(_HOST_CACHE) < _HOST_CACHE_MAX:
+        _HOST_CACHE[text] = None
+    return text
+
+
+# Hosts already validated (a proxy sees the same few over and over).
+_HOST_CACHE: dict[str, None] = {}
+_HOST_CACHE_MAX = 8192
+
+
+def _validate_host(text: str) -> str:
     if text[0] == "[":
         if text[-1] != "]":
             raise ParseError(f"unterminated IPv6 reference {text!r}")
@@ -258,7 +273,35 @@ def _parse_tel(rest: str) -> TelURI:
     return TelURI(number=number, params=params)
 
 
+# The common shape of a SIP URI: a plain user part, host[:port], and simple
+# parameters; everything it does not match goes through the general parser.
+_FAST_SIP = re.compile(
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?"
+    r"([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])"
+    r"(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
+)
+
+
 def _parse_sip(scheme: str, rest: str) -> SipURI:
+    m = _FAST_SIP.fullmatch(rest)
+    if m is not None:
+        user, host, port_text, params_text = m.groups()
+        port = int(port_text) if port_text else None
+        if port is not None and port > 65535:
+            raise ParseError(f"invalid port in {rest!r}")
+        items: list[tuple[str, str | None, bool]] = []
+        if params_text:
+            for piece in params_text[1:].split(";"):
+                name, eq, value = piece.partition("=")
+                items.append((name, value if eq else None, False))
+        return SipURI(
+            host=parse_host(host), user=user, port=port, params=Params(items), scheme=scheme
+        )
+    return _parse_sip_general(scheme, rest)
+
+
+def _parse_sip_general(scheme: str, rest: str) -> SipURI:
     user: str | None = None
     password: str | None = None
     at = rest.find("@")

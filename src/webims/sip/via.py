@@ -7,12 +7,13 @@ sent-by = host [ COLON port ]
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from . import grammar as g
 from .errors import ParseError
 from .params import Params
-from .uri import split_hostport
+from .uri import parse_host, split_hostport
 
 __all__ = ["MAGIC_COOKIE", "Via", "parse_via", "parse_via_list"]
 
@@ -70,7 +71,44 @@ class Via:
         return f"Via({str(self)!r})"
 
 
+# The common shape of a Via value; anything else takes the general path.
+_FAST_VIA = re.compile(
+    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9.\-!%*_+`'~]+(?:=[A-Za-z0-9.\-!%*_+`'~:\[\]]+)?)*)"
+)
+
+
 def parse_via(text: str) -> Via:
+    m = _FAST_VIA.fullmatch(text)
+    if m is None:
+        return _parse_via_general(text)
+    transport, host, port_text, params_text = m.groups()
+    port = int(port_text) if port_text else None
+    if port is not None and port > 65535:
+        raise ParseError(f"invalid port in Via {text!r}")
+    items: list[tuple[str, str | None, bool]] = []
+    if params_text:
+        for piece in params_text[1:].split(";"):
+            name, eq, value = piece.partition("=")
+            items.append((name, value if eq else None, False))
+    return _checked(Via(transport.upper(), parse_host(host), port, Params(items)))
+
+
+_NEED_VALUE = frozenset({"branch", "received", "maddr", "ttl"})
+
+
+def _checked(via: Via) -> Via:
+    for name, value in via.params.items():
+        lname = name.lower()
+        if value is None:
+            if lname in _NEED_VALUE:
+                raise ParseError(f"Via parameter {name} needs a value")
+        elif lname == "rport" and (not value.isdigit() or int(value) > 65535):
+            raise ParseError(f"invalid rport {value!r}")
+    return via
+
+
+def _parse_via_general(text: str) -> Via:
     parts = text.split("/", 2)
     if len(parts) != 3:
         raise ParseError(f"invalid sent-protocol in Via {text!r}")
@@ -96,18 +134,14 @@ def parse_via(text: str) -> Via:
     params = Params.parse(rest[semi + 1 :]) if semi >= 0 else Params()
     if semi >= 0 and not rest[semi + 1 :].strip():
         raise ParseError("empty Via parameter")
-    for pname in ("branch", "received", "maddr", "ttl"):
-        if pname in params and params.get(pname) is None:
-            raise ParseError(f"Via parameter {pname} needs a value")
-    rport = params.get("rport")
-    if rport is not None and (not rport.isdigit() or int(rport) > 65535):
-        raise ParseError(f"invalid rport {rport!r}")
-    return Via(
-        transport=transport.upper(),
-        host=host,
-        port=port,
-        params=params,
-        protocol=f"{name.upper()}/{version}",
+    return _checked(
+        Via(
+            transport=transport.upper(),
+            host=host,
+            port=port,
+            params=params,
+            protocol=f"{name.upper()}/{version}",
+        )
     )
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..sip.checks import check_response, response_for_error
+from ..sip.checks import response_for_error
 from ..sip.errors import SipError
 from ..sip.message import Request, Response
 from ..sip.proxy import Hop
@@ -130,8 +130,8 @@ class SipEndpoint:
     def _on_message(self, msg: Request | Response, flow: Flow) -> None:
         now = self.now()
         try:
-            if isinstance(msg, Response):
-                check_response(msg)
+            # The transaction layer checks what it matches on (top Via, CSeq);
+            # everything else is for the transaction user to check.
             self.layer.receive(msg, flow, flow.reliable, now)
         except SipError as err:
             log.debug("%s: rejected %r: %s", flow, msg, err)

@@ -79,6 +79,9 @@ class TransportConfig:
     flow_key: bytes | None = None
     #: listen() backlog of stream listeners.
     backlog: int = 1024
+    #: SO_RCVBUF / SO_SNDBUF of UDP sockets: room for bursts (and GC pauses)
+    #: at thousands of messages a second; the kernel caps it at rmem_max.
+    udp_buffer_size: int = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,7 @@ class TransportLayer:
         _, endpoint = await loop.create_datagram_endpoint(
             lambda: UdpEndpoint(self), local_addr=(host, port)
         )
+        endpoint.set_buffer_sizes(self.config.udp_buffer_size)
         listener = Listener("udp", endpoint.local)
         self._udp.append((listener, endpoint))
         self.table.add_datagram("udp", endpoint.local, endpoint)

@@ -48,7 +48,7 @@ def stamp_received(req: Request, source: Address) -> bool:
         via.params.set("received", ip)
         changed = True
     if changed:
-        req.headers.replace_first_value("Via", str(via))
+        req.replace_top_via(via)
     return changed
 
 

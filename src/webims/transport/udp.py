@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import cast
 
 from .base import Sink, TransportError
@@ -42,6 +43,17 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             return
         remote = (normalize_host(str(addr[0])), int(addr[1]))
         self._sink.message_received(data, Flow("udp", self.local, remote), self)
+
+    def set_buffer_sizes(self, size: int) -> None:
+        """Ask for ``size`` bytes of socket buffer each way (best effort)."""
+        sock = self._transport.get_extra_info("socket") if self._transport else None
+        if sock is None:
+            return
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, size)
+            except OSError as err:
+                log.debug("udp %s: cannot set buffer size: %s", self.local, err)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (port unreachable ...) surface here; the transaction
