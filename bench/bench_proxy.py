@@ -81,7 +81,7 @@ def main() -> int:
             "-t",
             "u1",
             "-nostdin",
-        ],  # fmt: skip
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
