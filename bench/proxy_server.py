@@ -13,7 +13,7 @@ from webims.sip.message import Response
 from webims.sip.proxy import Hop, ProxyContext, ProxyCore, Target
 from webims.transport.endpoint import EndpointConfig, SipEndpoint
 from webims.transport.layer import ListenSpec
-from webims.transport.loop import install_event_loop_policy, tune_gc_for_server
+from webims.transport.loop import ServerGc, install_event_loop_policy
 
 
 class ForwardAll:
@@ -31,7 +31,7 @@ async def main(port: int, next_port: int) -> None:
     app = ForwardAll(Hop("UDP", "127.0.0.1", next_port))
     ep = SipEndpoint(lambda e: ProxyCore(e.layer, app, e), EndpointConfig())
     await ep.start([ListenSpec("udp", "127.0.0.1", port)])
-    tune_gc_for_server()
+    ServerGc(asyncio.get_running_loop()).start()
     print("ready", flush=True)
     try:
         await asyncio.Event().wait()

@@ -1,7 +1,8 @@
 """RFC 4475 and RFC 5118 torture messages, as conformance/sip/manifest.toml says.
 
-Each message goes through what a webims proxy does on receipt: parse, then the
-§8.2/§16.3 checks (``check_proxy_request``) or, for a response,
+Each message goes through what a webims CSCF does on receipt: parse, then the
+§8.2/§16.3 checks (``check_proxy_request``, plus ``check_register`` for a
+REGISTER, whose Contacts every CSCF on its path reads) or, for a response,
 ``check_response``.  ``expect = "accept"`` entries must pass and round-trip;
 integer entries must fail with exactly that status.  known_failing.toml lists
 documented deviations (it is empty: a deviation needs a reason a reader accepts).
@@ -21,6 +22,7 @@ from webims.sip import (
     SipError,
     SipURI,
     check_proxy_request,
+    check_register,
     check_response,
     parse_message,
 )
@@ -39,6 +41,8 @@ def outcome(data: bytes) -> tuple[str | int, Request | Response | None]:
         msg = parse_message(data)
         if isinstance(msg, Request):
             check_proxy_request(msg, supported=SUPPORTED)
+            if msg.method == "REGISTER":
+                check_register(msg)
         else:
             check_response(msg)
     except SipError as err:

@@ -294,3 +294,33 @@ def test_folded_content_length_is_read_whole() -> None:
         parse_message(data)
     folded_ok = data.replace(b"0009\r\n INVITE", b"\r\n 9")
     assert parse_message(folded_ok).body == b"body body"
+
+
+@pytest.mark.parametrize(
+    ("contact", "expires", "ok"),
+    [
+        ("*", "0", True),
+        ("*", "3600", False),  # §10.3 step 6: '*' only to remove every binding
+        ("*", None, False),
+        ("<sip:a@b>;expires=60", None, True),
+        ("<sip:a@b>;expires=soon", None, False),
+        ("sip:a@b?Route=x", None, False),  # addr-spec with '?' needs <...>
+    ],
+)
+def test_check_register(contact: str, expires: str | None, ok: bool) -> None:
+    from webims.sip import check_register
+
+    data = (
+        "REGISTER sip:home1.net SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n"
+        "From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: 1\r\nCSeq: 1 REGISTER\r\n"
+        f"Contact: {contact}\r\n"
+        + (f"Expires: {expires}\r\n" if expires else "")
+        + "Content-Length: 0\r\n\r\n"
+    ).encode()
+    msg = parse_message(data)
+    assert isinstance(msg, Request)
+    if ok:
+        check_register(msg)
+    else:
+        with pytest.raises(ParseError):
+            check_register(msg)

@@ -15,6 +15,7 @@ from .auth import (
 )
 from .checks import (
     check_proxy_request,
+    check_register,
     check_request,
     check_response,
     make_response,
@@ -71,6 +72,7 @@ __all__ = [
     "VersionNotSupported",
     "Via",
     "check_proxy_request",
+    "check_register",
     "check_request",
     "check_response",
     "make_response",

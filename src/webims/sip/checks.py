@@ -71,8 +71,6 @@ def _check(
     _ = (req.content_length, req.routes)
     if everything:
         _ = (req.from_, req.to, req.vias, req.contacts, req.record_routes)
-    elif req.method == "REGISTER":
-        _ = req.contacts  # every CSCF on the path of a REGISTER reads its Contacts
     uri = req.uri
     if isinstance(uri, AbsoluteURI) or uri.scheme not in schemes:
         raise UnsupportedURIScheme(f"unsupported URI scheme {uri.scheme}")
@@ -94,14 +92,34 @@ def check_proxy_request(
     """The checks of a proxy (§16.3 item 1: the syntax of what it uses).
 
     Those of :func:`check_request` for the start line, the top Via, From, To,
-    Call-ID, CSeq, Max-Forwards, Route and Proxy-Require, and the Contacts of a
-    REGISTER (not Require, not the lower Vias or Record-Route, which a proxy
-    passes on untouched), then Max-Forwards (483).
+    Call-ID, CSeq, Max-Forwards, Route and Proxy-Require (not Require, and not
+    the lower Vias, Contact or Record-Route, which a proxy passes on untouched:
+    the element that uses them checks them, e.g. :func:`check_register`), then
+    Max-Forwards (483).
     """
     _check(req, supported, DEFAULT_SCHEMES, False, everything=False)
     mf = req.max_forwards
     if mf is not None and mf <= 0:
         raise TooManyHops("Max-Forwards reached zero")
+
+
+def check_register(req: Request) -> None:
+    """What a registrar (or an edge proxy binding a registration) checks in a
+    REGISTER beyond the common checks (RFC 3261 §10.3 steps 2 and 6).
+
+    Every Contact must parse; ``Contact: *`` is allowed only alone and with
+    ``Expires: 0`` (400 otherwise); ``expires`` parameters must be numbers.
+    """
+    contacts = req.contacts
+    if req.contact_star:
+        if req.expires != 0:
+            raise ParseError("Contact: * needs Expires: 0")
+        return
+    for contact in contacts:
+        value = contact.params.get("expires")
+        if value is not None and (not value.isdigit() or not value.isascii()):
+            raise ParseError(f"invalid Contact expires {value!r}")
+    _ = req.expires
 
 
 def check_response(resp: Response) -> None:

@@ -174,6 +174,12 @@ class Headers:
         """Replace every field called ``name`` by one, where the first one was."""
         f = self._field(name, value)
         key = f[0]
+        fields = self._fields
+        positions = [i for i, existing in enumerate(fields) if existing[0] == key]
+        if len(positions) == 1:
+            fields[positions[0]] = f
+            self.version += 1
+            return
         out: list[Field] = []
         placed = False
         for existing in self._fields:

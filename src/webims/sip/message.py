@@ -18,7 +18,7 @@ from . import grammar as g
 from .address import Address, address_tag, parse_address, parse_address_list
 from .auth import Challenge, Credentials, parse_challenge, parse_credentials
 from .errors import BodyTooLarge, MessageTooLarge, ParseError
-from .headers import Headers, header_key
+from .headers import _KEY_CACHE, Headers, header_key
 from .params import Params
 from .uri import URI, parse_uri
 from .via import Via, parse_via, parse_via_list
@@ -384,8 +384,9 @@ class Message:
         """The message on the wire.  Unchanged parsed messages keep their bytes."""
         if self._wire is not None and self._wire_version == self.headers.version:
             return self._wire
-        if "Content-Length" not in self.headers or self.content_length != len(self.body):
-            self.headers.set("Content-Length", str(len(self.body)))
+        length = str(len(self.body))
+        if self.headers.get("Content-Length") != length:
+            self.headers.set("Content-Length", length)
         head = self.start_line() + "\r\n" + self.headers.render() + "\r\n\r\n"
         return head.encode("utf-8", "surrogateescape") + self.body
 
@@ -505,21 +506,21 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
     except UnicodeDecodeError:
         head = raw.decode("utf-8", "surrogateescape")
     lines = head.split("\r\n")
+    crlfs = len(lines) - 1
+    if head.count("\r") != crlfs or head.count("\n") != crlfs:
+        raise ParseError("bare CR or LF in the header section")
     first = lines[0]
-    if "\n" in first or "\r" in first:
-        raise ParseError("bare CR or LF in start line")
+    max_line = limits.max_line_length
+    if len(lines) > 1 and max(map(len, lines)) > max_line:
+        raise _too_large("header line")
 
     fields: list[tuple[str, str, str, str | None]] = []
     append = fields.append
-    max_line = limits.max_line_length
+    cached_key = _KEY_CACHE.get
+    folded = "\r\n " in head or "\r\n\t" in head
     content_length: str | None = None
     for line in lines[1:]:
-        if len(line) > max_line:
-            raise _too_large("header line")
-        if "\n" in line or "\r" in line:
-            raise ParseError("bare CR or LF in header section")
-        c = line[:1]
-        if c in (" ", "\t"):
+        if folded and line[:1] in (" ", "\t"):
             # LWS folding: the line continues the previous field.
             if not fields:
                 raise ParseError("continuation line before the first header")
@@ -532,9 +533,11 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
         name, colon, value = line.partition(":")
         if not colon:
             raise ParseError(f"header line without a colon: {line[:40]!r}")
-        name = name.rstrip(" \t")
-        key = header_key(name)
-        append((key, name, value.strip(" \t"), line))
+        known = cached_key(name)
+        if known is None:
+            name = name.rstrip(" \t")
+            known = header_key(name)
+        append((known, name, value.strip(" \t"), line))
     if len(fields) > limits.max_headers:
         raise _too_large("header count")
     # Content-Length is read once every field is complete (it may be folded).

@@ -474,7 +474,9 @@ class ProxyCore:
             req.headers.add_first(name, value)
         for name, value in target.headers:
             req.headers.add(name, value)
-        routes = req.routes
+        # The Route set as parsed for validation, unless this branch added Routes.
+        adds_route = any(n.lower() == "route" for n, _ in target.headers + target.headers_first)
+        routes = req.routes if adds_route else src.routes
         next_uri = routes[0].uri if routes else req.uri
         if routes and isinstance(next_uri, SipURI) and not next_uri.lr:
             # §16.6 step 6: the next hop is a strict router; it gets the
@@ -626,8 +628,12 @@ class ProxyCore:
     def _on_terminated(self, tx: ServerTransaction | ClientTransaction) -> None:
         if isinstance(tx, ClientTransaction):
             self._by_client.pop(tx, None)
-        else:
-            self._by_server.pop(tx, None)
+            return
+        ctx = self._by_server.pop(tx, None)
+        if ctx is not None and ctx.state is ContextState.COMPLETED:
+            # Break the context <-> branch cycle so that reference counting
+            # frees the whole transaction at once (no work for the cyclic GC).
+            ctx.branches = []
 
     def _on_stray_response(self, resp: Response, now: float) -> None:
         """§16.7 step 3 note: a 2xx to an INVITE that matches no transaction is

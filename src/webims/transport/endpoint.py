@@ -96,6 +96,7 @@ class SipEndpoint:
         self.tu: TransactionUser = make_tu(self) if make_tu else LayerOnly(self.layer)
         self.listeners: list[Listener] = []
         self._hosts = dict(self.config.hosts)
+        self._via_cache: dict[str, tuple[str, str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -108,6 +109,7 @@ class SipEndpoint:
         self._loop = asyncio.get_running_loop()
         specs = list(listen) if listen is not None else list(self.config.listen)
         self.listeners = await self.transport.start(specs)
+        self._via_cache.clear()
         return self.listeners
 
     async def close(self) -> None:
@@ -238,11 +240,16 @@ class SipEndpoint:
             transport = dest.transport.lower()
         else:
             transport = "udp"
+        known = self._via_cache.get(transport)
+        if known is not None:
+            return known
         lst = self._listener_for(transport)
         host = self.config.advertised_host or lst.local[0]
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        return transport.upper(), f"{host}:{lst.local[1]}"
+        via = (transport.upper(), f"{host}:{lst.local[1]}")
+        self._via_cache[transport] = via
+        return via
 
     def _listener_for(self, transport: str) -> Listener:
         for lst in self.listeners:

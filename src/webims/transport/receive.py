@@ -23,6 +23,8 @@ __all__ = ["answer_for", "stamp_received"]
 
 
 def _same_ip(host: str, source: str) -> bool:
+    if host == source:
+        return True
     try:
         return ipaddress.ip_address(host) == ipaddress.ip_address(source)
     except ValueError:
