@@ -19,10 +19,10 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench fuzz
-	$(BIN)/ruff format --check src/webims/sip
+	$(BIN)/ruff format --check src tests bench fuzz
 
 typecheck: $(STAMP)
-	$(BIN)/mypy src/webims/sip
+	$(BIN)/mypy src/webims
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -692,3 +692,35 @@ def _rank(resp: Response) -> tuple[int, int]:
     cls = status // 100
     preferred = {401: 0, 407: 0, 415: 1, 420: 1, 484: 1}.get(status, 2)
     return (cls, preferred * 1000 + status)
+
+
+class LooseRouter:
+    """The application of a plain stateful proxy (RFC 3261 §16 with loose
+    routing): a request whose Request-URI names this element and carries no
+    further Route is answered here (200 to OPTIONS, the keep-alive and health
+    probe of SIP; 404 to anything else), every other request goes on to its
+    next Route or its Request-URI.
+
+    The CSCFs are applications of their own over the same core; this one is
+    what an element runs before it has procedures of its own, and what the
+    proxy benchmark measures.
+    """
+
+    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, MESSAGE, UPDATE, PRACK"
+
+    def __init__(self, locator: Locator, *, record_route: str | None = None) -> None:
+        self.locator = locator
+        self.record_route = record_route
+
+    def on_request(self, ctx: ProxyContext, now: float) -> None:
+        req = ctx.request
+        if not req.routes and self.locator.is_local(req.uri):
+            if req.method == "OPTIONS":
+                ctx.respond(200, headers=[("Allow", self.ALLOW)], now=now)
+            elif req.method != "ACK":
+                ctx.respond(404, now=now)
+            return
+        ctx.forward(record_route=self.record_route, now=now)
+
+    def on_response(self, ctx: ProxyContext, response: Response, now: float) -> None:
+        return None

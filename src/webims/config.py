@@ -1,0 +1,119 @@
+"""Configuration: a TOML file, overridden by ``WEBIMS_*`` environment variables.
+
+Every element reads its section; nothing here is a module global.  Defaults
+are the embedded deployment of DESIGN.md (everything on 127.0.0.1).
+
+Example (all keys optional)::
+
+    data_dir = "data"
+    [sip]
+    host = "127.0.0.1"
+    t1 = 0.5
+    [pcscf]
+    sip_port = 5060
+    ws_port = 7080
+    wss_port = 7443
+    [icscf]
+    sip_port = 5070
+    [scscf]
+    sip_port = 5080
+
+Environment: ``WEBIMS_PCSCF__WSS_PORT=8443`` (nested keys joined by ``__``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class SipSettings(BaseModel):
+    #: Address every SIP listener binds to.
+    host: str = "127.0.0.1"
+    #: RFC 3261 timer values (seconds).
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    #: Home domain (names the elements answer to, besides their addresses).
+    domain: str = "home1.net"
+
+
+class ElementSettings(BaseModel):
+    #: UDP and TCP port of the element's SIP listener (0: none).
+    sip_port: int = Field(default=0, ge=0, le=65535)
+    #: Host names that designate this element in Route/Request-URI.
+    aliases: list[str] = Field(default_factory=list)
+
+
+class PcscfSettings(ElementSettings):
+    sip_port: int = Field(default=5060, ge=0, le=65535)
+    #: SIP over WebSocket (development only) and over secure WebSocket.
+    ws_port: int = Field(default=7080, ge=0, le=65535)
+    wss_port: int = Field(default=7443, ge=0, le=65535)
+    #: Server certificate and key for WSS; the dev CA makes them when unset.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    aliases: list[str] = Field(default_factory=lambda: ["pcscf.home1.net"])
+
+
+class IcscfSettings(ElementSettings):
+    sip_port: int = Field(default=5070, ge=0, le=65535)
+    aliases: list[str] = Field(default_factory=lambda: ["icscf.home1.net"])
+
+
+class ScscfSettings(ElementSettings):
+    sip_port: int = Field(default=5080, ge=0, le=65535)
+    aliases: list[str] = Field(default_factory=lambda: ["scscf.home1.net"])
+
+
+class Settings(BaseSettings):
+    """The whole deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WEBIMS_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Path("data")
+    sip: SipSettings = Field(default_factory=SipSettings)
+    pcscf: PcscfSettings = Field(default_factory=PcscfSettings)
+    icscf: IcscfSettings = Field(default_factory=IcscfSettings)
+    scscf: ScscfSettings = Field(default_factory=ScscfSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file (given as init values).
+        return (env_settings, init_settings)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (TOML) if given, apply the environment, then ``overrides``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file") from None
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"{path}: {err}") from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**data)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
