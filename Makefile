@@ -31,7 +31,7 @@ unit: $(STAMP)
 fuzz-smoke: $(STAMP)
 	WEBIMS_FUZZ_SECONDS=15 $(BIN)/python fuzz/run.py
 
-test: lint typecheck unit fuzz-smoke
+test: lint typecheck fuzz-smoke unit
 
 # Longer fuzzing than the bounded run inside `make test`.
 FUZZ_SECONDS ?= 300

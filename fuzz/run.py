@@ -38,7 +38,15 @@ def run_one(name: str, seconds: int) -> int:
         str(corpus),
     ]
     print(f"fuzz: {name} for {seconds}s", flush=True)
-    return subprocess.call(cmd)
+    log = corpus.parent / f"{corpus.name}.log"
+    with log.open("wb") as out:
+        code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
+    lines = log.read_text(errors="replace").splitlines()
+    runs = next((ln for ln in reversed(lines) if ln.startswith("Done ")), "")
+    if code != 0:
+        print("\n".join(lines[-80:]))
+    print(f"fuzz: {name}: {runs or 'no summary'} (exit {code}; log {log})", flush=True)
+    return code
 
 
 def main() -> int:
