@@ -511,7 +511,7 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
         raise ParseError("bare CR or LF in the header section")
     first = lines[0]
     max_line = limits.max_line_length
-    if len(lines) > 1 and max(map(len, lines)) > max_line:
+    if len(head) > max_line and max(map(len, lines)) > max_line:
         raise _too_large("header line")
 
     fields: list[tuple[str, str, str, str | None]] = []
@@ -537,15 +537,21 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
         if known is None:
             name = name.rstrip(" \t")
             known = header_key(name)
-        append((known, name, value.strip(" \t"), line))
-    if len(fields) > limits.max_headers:
-        raise _too_large("header count")
-    # Content-Length is read once every field is complete (it may be folded).
-    for key, _, value, _ in fields:
-        if key == "content-length":
+        value = value.strip(" \t")
+        append((known, name, value, line))
+        if known == "content-length" and not folded:
             if content_length is not None and content_length != value:
                 raise ParseError("conflicting Content-Length headers")
             content_length = value
+    if len(fields) > limits.max_headers:
+        raise _too_large("header count")
+    if folded:
+        # Content-Length is read once every field is complete (it may be folded).
+        for key, _, value, _ in fields:
+            if key == "content-length":
+                if content_length is not None and content_length != value:
+                    raise ParseError("conflicting Content-Length headers")
+                content_length = value
 
     body = data[end + 4 :]
     if content_length is not None:

@@ -35,7 +35,7 @@ import logging
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .checks import check_proxy_request, make_response, new_tag, response_for_error
 from .errors import LoopDetected, SipError
@@ -74,8 +74,7 @@ log = logging.getLogger(__name__)
 TIMER_C = 185.0
 
 
-@dataclass(frozen=True, slots=True)
-class Hop:
+class Hop(NamedTuple):
     """The next hop of a request: transport and address (§18.1.1, RFC 3263)."""
 
     transport: str

@@ -23,8 +23,7 @@ import re
 import secrets
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
 __all__ = ["TRANSPORTS", "Address", "Flow", "FlowTable", "normalize_host"]
 
@@ -58,9 +57,11 @@ def normalize_host(host: str) -> str:
     return ip.compressed
 
 
-@dataclass(frozen=True, slots=True)
-class Flow:
-    """The identity of a connection, or of a UDP (local, remote) address pair."""
+class Flow(NamedTuple):
+    """The identity of a connection, or of a UDP (local, remote) address pair.
+
+    A named tuple: made and hashed for every datagram, so it must be cheap.
+    """
 
     #: 'udp', 'tcp', 'tls', 'ws' or 'wss'.
     transport: str
