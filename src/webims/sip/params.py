@@ -41,6 +41,17 @@ class Params:
             items.append((name, value if eq else None, False))
         return cls(items)
 
+    @classmethod
+    def from_matched(cls, text: str) -> Params:
+        """Parameters a grammar regex has already matched (``;a=1;b``):
+        no quoting, no whitespace, names and values known to be valid."""
+        items: list[tuple[str, str | None, bool]] = []
+        if text:
+            for piece in text[1:].split(";"):
+                name, eq, value = piece.partition("=")
+                items.append((name, value if eq else None, False))
+        return cls(items)
+
     def _find(self, name: str) -> int:
         items = self._items
         for i, item in enumerate(items):

@@ -290,14 +290,8 @@ def _parse_sip(scheme: str, rest: str) -> SipURI:
         port = int(port_text) if port_text else None
         if port is not None and port > 65535:
             raise ParseError(f"invalid port in {rest!r}")
-        items: list[tuple[str, str | None, bool]] = []
-        if params_text:
-            for piece in params_text[1:].split(";"):
-                name, eq, value = piece.partition("=")
-                items.append((name, value if eq else None, False))
-        return SipURI(
-            host=parse_host(host), user=user, port=port, params=Params(items), scheme=scheme
-        )
+        params = Params.from_matched(params_text)
+        return SipURI(host=parse_host(host), user=user, port=port, params=params, scheme=scheme)
     return _parse_sip_general(scheme, rest)
 
 

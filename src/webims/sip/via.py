@@ -86,12 +86,8 @@ def parse_via(text: str) -> Via:
     port = int(port_text) if port_text else None
     if port is not None and port > 65535:
         raise ParseError(f"invalid port in Via {text!r}")
-    items: list[tuple[str, str | None, bool]] = []
-    if params_text:
-        for piece in params_text[1:].split(";"):
-            name, eq, value = piece.partition("=")
-            items.append((name, value if eq else None, False))
-    return _checked(Via(transport.upper(), parse_host(host), port, Params(items)))
+    params = Params.from_matched(params_text)
+    return _checked(Via(transport.upper(), parse_host(host), port, params))
 
 
 _NEED_VALUE = frozenset({"branch", "received", "maddr", "ttl"})
