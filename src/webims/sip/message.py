@@ -392,8 +392,13 @@ class Message:
 
     __bytes__ = serialize
 
-    def _mark_changed(self) -> None:
+    def compact(self) -> None:
+        """Drop the cached wire bytes and parsed views (rebuilt on demand).
+
+        For messages a transaction keeps long after it has acted on them.
+        """
         self._wire = None
+        self._cache = {}
 
 
 class Request(Message):
@@ -430,6 +435,16 @@ class Request(Message):
         self._uri = value
         self.uri_text = str(value)
         self._wire = None
+
+    def copy(self) -> Request:
+        """A copy to change and send on (a proxy's copy per target, §16.6 step 1).
+
+        The header list is copied; the parsed Request-URI is shared, as URIs
+        are replaced, never changed in place, by the code that forwards.
+        """
+        new = Request(self.method, self.uri_text, self.headers.copy(), self.body, self.version)
+        new._uri = self._uri
+        return new
 
     def start_line(self) -> str:
         return f"{self.method} {self.uri_text} {self.version}"

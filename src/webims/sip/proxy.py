@@ -460,7 +460,7 @@ class ProxyCore:
     def _prepare(self, ctx: ProxyContext, target: Target) -> tuple[Request, Hashable]:
         """§16.6 steps 1–8 for one target: the copy to send and its destination."""
         src = ctx.request
-        req = Request(src.method, src.uri_text, src.headers.copy(), src.body)
+        req = src.copy()
         if target.uri is not src.uri:
             req.uri = target.uri
         mf = src.max_forwards
@@ -564,6 +564,7 @@ class ProxyCore:
                 self.app.on_response(ctx, resp, now)
                 self._forward_upstream(ctx, resp, now)
                 ctx.state = ContextState.COMPLETED
+                self._release(ctx)
             return
         self._finish_branch(branch, resp, now)
 
@@ -659,6 +660,21 @@ class ProxyCore:
         ctx.state = ContextState.COMPLETED
         self._forward_upstream(ctx, resp, now)
         self._cancel_branches(ctx, now)
+        self._release(ctx)
+
+    def _release(self, ctx: ProxyContext) -> None:
+        """Forget a finished non-INVITE context at once.
+
+        Only an INVITE's context is needed after its final response (a CANCEL
+        or a 2xx retransmission may still come); the server transaction
+        absorbs retransmitted requests by itself, and late branch responses
+        find their branch, not the context.  Releasing it now keeps memory per
+        transaction small at thousands of transactions a second.
+        """
+        if ctx.request.method != "INVITE" and ctx.server_tx is not None:
+            self._by_server.pop(ctx.server_tx, None)
+            if all(b.done for b in ctx.branches):
+                ctx.branches = []
 
     # -- CANCEL ------------------------------------------------------------------
     def _cancel_branches(self, ctx: ProxyContext, now: float) -> None:
