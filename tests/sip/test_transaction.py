@@ -803,37 +803,39 @@ def test_handle_timer_called_late_fires_each_timer_once() -> None:
     assert kinds(drain_events(layer)) == [TimedOut, TransactionTerminated]
 
 
-def test_dead_timers_are_swept() -> None:
+def test_stopped_timers_are_dropped_at_their_deadline() -> None:
     layer = TransactionLayer(CFG)
-    n = 3 * TransactionLayer.SWEEP_THRESHOLD
+    n = 5000
     for i in range(n):
         req = make_request("OPTIONS", branch=f"z9hG4bK-{i}")
         layer.send_request(req, UAS, True, 0.0)  # Timer F armed
         layer.receive(reply(req, 200), UAS, True, 0.0)  # F stopped, K = 0
     assert len(layer) == 0
-    assert len(layer._heap) <= 2 * TransactionLayer.SWEEP_THRESHOLD + 2
-    assert layer.get_timer() is None
-    assert len(layer._heap) == 0
+    assert layer.get_timer() is None  # dead entries never count as deadlines
+    layer.handle_timer(CFG.timer_f + 1)
+    assert len(layer._timers) == 0
     assert len([e for e in drain_events(layer) if isinstance(e, TransactionTerminated)]) == n
 
 
-def test_a_sweep_during_handle_timer_keeps_the_books() -> None:
+def test_many_transactions_time_out_in_deadline_order() -> None:
     layer = TransactionLayer(CFG)
-    n = 3 * TransactionLayer.SWEEP_THRESHOLD
+    n = 3000
     for i in range(n):
         req = make_request("OPTIONS", branch=f"z9hG4bK-{i}")
-        layer.send_request(req, UAS, False, 0.0)
-        layer.receive(reply(req, 100), UAS, False, 0.0)
+        layer.send_request(req, UAS, False, i * 0.001)
+        layer.receive(reply(req, 100), UAS, False, i * 0.001)
     drain_events(layer)
     layer.datagrams_to_send()
-    # Each E fires once and restarts, then F ends the transaction and kills
-    # the new E: dead entries pile up and get swept in the middle of the call.
+    # Each E fires and restarts, then F ends the transaction and kills the
+    # new E: every one times out, in the order they started.
     layer.handle_timer(100.0)
-    assert len(layer.datagrams_to_send()) == n
-    assert kinds(drain_events(layer)) == [TimedOut, TransactionTerminated] * n
+    events = drain_events(layer)
+    assert kinds(events) == [TimedOut, TransactionTerminated] * n
+    timed_out = [e.tx.request.top_via.branch for e in events if isinstance(e, TimedOut)]
+    assert timed_out == [f"z9hG4bK-{i}" for i in range(n)]
     assert len(layer) == 0
     assert layer.get_timer() is None
-    assert layer._heap == [] and layer._dead == 0
+    assert len(layer._timers) == 0
 
 
 # -- two layers over a memory network -------------------------------------------------------

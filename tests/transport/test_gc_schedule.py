@@ -15,7 +15,7 @@ class Node:
 
 
 async def test_cycles_are_collected_on_schedule() -> None:
-    sched = ServerGc(asyncio.get_running_loop(), young_every=0.05, full_every=0.2)
+    sched = ServerGc(asyncio.get_running_loop(), freeze_every=0.05, full_every=0.2)
     sched.start()
     try:
         assert not gc.isenabled()

@@ -19,22 +19,22 @@ The transitions are the tables of :mod:`webims.sip.transaction_tables`, run
 by the transactions of :mod:`webims.sip.transaction_machines`; this module
 matches messages to them (:mod:`webims.sip.transaction_keys`) and holds what
 they share.  Each message is serialised once, when it is first sent, and
-retransmissions reuse those bytes.  Timers sit in one heap for the whole
-layer; a stopped timer is only marked dead and skipped when it reaches the top
-(or swept when dead entries outnumber live ones).
+retransmissions reuse those bytes.  Timers sit in one
+:class:`~webims.sip.timerqueue.TimerQueues` for the whole layer (a FIFO per
+duration); a stopped timer is only marked dead and dropped when it reaches the
+front.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable
-from heapq import heapify, heappop, heappush
-from itertools import count
 from typing import Any, cast
 
 from .checks import make_response
 from .errors import LocalError
 from .message import Request, Response
+from .timerqueue import TimerQueues
 from .transaction_events import (
     AckReceived,
     Event,
@@ -97,9 +97,6 @@ class TransactionLayer:
     and changes nothing.
     """
 
-    #: Dead timer entries tolerated before the heap is swept.
-    SWEEP_THRESHOLD = 4096
-
     def __init__(self, config: TimerConfig = TimerConfig(), *, send_100: bool = False) -> None:  # noqa: B008
         #: Timer values.
         self.config = config
@@ -110,9 +107,7 @@ class TransactionLayer:
         self._clients: dict[tuple[object, ...], ClientTransaction] = {}
         self._servers: dict[tuple[object, ...], ServerTransaction] = {}
         self._by_dest: dict[Hashable, set[Transaction]] = {}
-        self._heap: list[tuple[float, int, _Timer]] = []
-        self._seq = count()
-        self._dead = 0
+        self._timers: TimerQueues[_Timer] = TimerQueues()
         self._out: list[tuple[bytes, Hashable]] = []
         self._events: deque[Event] = deque()
         self._rx_source: Hashable = None
@@ -258,13 +253,10 @@ class TransactionLayer:
         A restarted timer counts from ``now``: called late (a stalled loop), a
         retransmission timer fires once, not once for every period missed.
         """
-        # self._heap, not a local: a transaction ending here may sweep it.
-        while self._heap and self._heap[0][0] <= now:
-            _, _, timer = heappop(self._heap)
+        timers = self._timers
+        while (timer := timers.pop_due(now, _alive)) is not None:
             tx = timer.tx
-            if tx is None:
-                self._dead -= 1
-                continue
+            assert tx is not None
             timer.tx = None
             if tx._retx is timer:
                 tx._retx = None
@@ -274,11 +266,7 @@ class TransactionLayer:
 
     def get_timer(self) -> float | None:
         """The earliest deadline of any transaction, or None."""
-        heap = self._heap
-        while heap and heap[0][2].tx is None:
-            heappop(heap)
-            self._dead -= 1
-        return heap[0][0] if heap else None
+        return self._timers.first(_alive)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Hashable]]:
         """Every ``(bytes, destination)`` to send, oldest first; drains them."""
@@ -305,36 +293,29 @@ class TransactionLayer:
         old = tx._retx
         if old is not None:
             old.tx = None
-            self._dead += 1
         # Never below T1: a machine forced into a state (tests, tools) must not
         # be able to spin on a zero interval.
         interval = max(interval, self.config.T1)
         timer = tx._retx = _Timer(tx, inp)
         tx._interval = interval
-        heappush(self._heap, (now + interval, next(self._seq), timer))
+        self._timers.push(interval, now, timer)
 
     def _arm_life(self, tx: Transaction, inp: TxInput, delay: float, now: float) -> None:
         old = tx._life
         if old is not None:
             old.tx = None
-            self._dead += 1
         if delay <= 0:
             tx._life = None
             tx._zero = inp
             return
         timer = tx._life = _Timer(tx, inp)
-        heappush(self._heap, (now + delay, next(self._seq), timer))
+        self._timers.push(delay, now, timer)
 
     def _stop_timers(self, tx: Transaction) -> None:
         for timer in (tx._retx, tx._life):
             if timer is not None:
-                timer.tx = None
-                self._dead += 1
+                timer.tx = None  # dropped when it reaches the front
         tx._retx = tx._life = None
-        if self._dead > self.SWEEP_THRESHOLD and 2 * self._dead > len(self._heap):
-            self._heap = [e for e in self._heap if e[2].tx is not None]
-            heapify(self._heap)
-            self._dead = 0
 
     def _terminated(self, tx: Transaction) -> None:
         """Forget a transaction that reached Terminated (§17.1.1.2 and alike:
@@ -361,3 +342,7 @@ def _legacy_to_tag_matches(tx: ServerTransaction, req: Request) -> bool:
     if req.method == "ACK":
         return tag == tx._to_tag
     return tag == tx.request.to.tag
+
+
+def _alive(timer: _Timer) -> bool:
+    return timer.tx is not None

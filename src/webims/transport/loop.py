@@ -23,28 +23,32 @@ def install_event_loop_policy() -> bool:
 
 
 class ServerGc:
-    """Garbage collection on a schedule instead of on allocation counts.
+    """Garbage collection for a message-heavy server.
 
     A proxy allocates a few hundred small objects per transaction and keeps
-    them for the transaction's life (32 s on UDP).  With the default
-    thresholds the collector walks those live objects over and over, and a
-    full collection of a large heap stalls the loop for long enough to
-    overflow socket buffers.  The SIP core frees its objects by reference
-    counting (the proxy breaks its one cycle when a transaction ends), so the
-    collector only has stray cycles to find: objects alive at start-up are
-    frozen out of its sight, automatic collection is off, the young
-    generations are collected every ``young_every`` seconds and everything
-    every ``full_every`` seconds.
+    some of them for the transaction's life (32 s on UDP).  The cyclic
+    collector would walk every one of them at least once, and a full
+    collection of a large heap stalls the loop long enough to overflow socket
+    buffers: measured at 3,000 transactions/s, young-generation collections
+    alone took 15% of the proxy's time.  The SIP core frees its objects by
+    reference counting (the proxy breaks its one cycle when a transaction
+    ends; a test checks that a proxied transaction leaves no cyclic garbage),
+    so this schedule turns automatic collection off and, every
+    ``freeze_every`` seconds, moves what survived into the permanent
+    generation (:func:`gc.freeze`, which costs nothing).  Every
+    ``full_every`` seconds (``None``: never) everything is unfrozen and
+    collected once, to reclaim any stray cycle; that pause grows with the
+    number of live objects.
     """
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        young_every: float = 2.0,
-        full_every: float = 600.0,
+        freeze_every: float = 2.0,
+        full_every: float | None = 3600.0,
     ) -> None:
         self._loop = loop
-        self.young_every = young_every
+        self.freeze_every = freeze_every
         self.full_every = full_every
         self._handle: asyncio.TimerHandle | None = None
         self._next_full = 0.0
@@ -53,17 +57,17 @@ class ServerGc:
         gc.collect()
         gc.freeze()
         gc.disable()
-        self._next_full = self._loop.time() + self.full_every
-        self._handle = self._loop.call_later(self.young_every, self._tick)
+        if self.full_every is not None:
+            self._next_full = self._loop.time() + self.full_every
+        self._handle = self._loop.call_later(self.freeze_every, self._tick)
 
     def _tick(self) -> None:
-        now = self._loop.time()
-        if now >= self._next_full:
+        if self.full_every is not None and self._loop.time() >= self._next_full:
+            gc.unfreeze()
             gc.collect()
-            self._next_full = now + self.full_every
-        else:
-            gc.collect(1)
-        self._handle = self._loop.call_later(self.young_every, self._tick)
+            self._next_full = self._loop.time() + self.full_every
+        gc.freeze()
+        self._handle = self._loop.call_later(self.freeze_every, self._tick)
 
     def stop(self) -> None:
         if self._handle is not None:
