@@ -67,10 +67,10 @@ def _check(
     if cseq.method != req.method:
         raise ParseError(f"CSeq method {cseq.method} does not match {req.method}")
     # Reading each accessor parses (and caches) the header, raising on bad syntax.
-    _ = (req.top_via, req.call_id, req.from_tag, req.to_tag, req.max_forwards)
-    _ = (req.content_length, req.routes)
+    # (Content-Length was checked by parse_message, which needs it to find the body.)
+    _ = (req.top_via, req.call_id, req.from_tag, req.to_tag, req.max_forwards, req.routes)
     if everything:
-        _ = (req.from_, req.to, req.vias, req.contacts, req.record_routes)
+        _ = (req.from_, req.to, req.vias, req.contacts, req.record_routes, req.content_length)
     uri = req.uri
     if isinstance(uri, AbsoluteURI) or uri.scheme not in schemes:
         raise UnsupportedURIScheme(f"unsupported URI scheme {uri.scheme}")

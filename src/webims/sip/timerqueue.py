@@ -54,22 +54,26 @@ class TimerQueues(Generic[T]):
             fifo.append(entry)
 
     def _front(self, alive: Callable[[T], bool]) -> deque[tuple[float, int, T]] | None:
-        """The FIFO whose live head is earliest (heap included, as None)."""
+        """The FIFO whose live head is earliest (None: the heap's head is);
+        :class:`LookupError` when nothing live is left."""
         best: deque[tuple[float, int, T]] | None = None
-        best_key: tuple[float, int] | None = None
+        best_when = 0.0
+        best_seq = 0
         for fifo in self._fifos.values():
             while fifo and not alive(fifo[0][2]):
                 fifo.popleft()
             if fifo:
-                key = fifo[0][:2]
-                if best_key is None or key < best_key:
-                    best, best_key = fifo, key
+                when, seq, _ = fifo[0]
+                if best is None or when < best_when or (when == best_when and seq < best_seq):
+                    best, best_when, best_seq = fifo, when, seq
         heap = self._heap
         while heap and not alive(heap[0][2]):
             heappop(heap)
-        if heap and (best_key is None or heap[0][:2] < best_key):
-            return None
-        if best is None and not heap:
+        if heap:
+            when, seq, _ = heap[0]
+            if best is None or when < best_when or (when == best_when and seq < best_seq):
+                return None
+        elif best is None:
             raise LookupError
         return best
 
