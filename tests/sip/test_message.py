@@ -324,3 +324,16 @@ def test_check_register(contact: str, expires: str | None, ok: bool) -> None:
     else:
         with pytest.raises(ParseError):
             check_register(msg)
+
+
+def test_pop_first_value_across_fields_and_empty_ones() -> None:
+    from webims.sip import Headers
+
+    h = Headers.from_pairs(
+        [("Route", ""), ("Route", "<sip:a;lr>, <sip:b;lr>"), ("Route", "<sip:c>")]
+    )
+    assert h.pop_first_value("Route") == "<sip:a;lr>"
+    assert h.get_all("Route") == ["<sip:b;lr>", "<sip:c>"]
+    assert h.pop_first_value("Route") == "<sip:b;lr>"
+    assert h.pop_first_value("Route") == "<sip:c>"
+    assert h.pop_first_value("Route") is None and "Route" not in h

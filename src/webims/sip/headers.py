@@ -208,24 +208,28 @@ class Headers:
         """Remove the first element of a list header (top Via, top Route).
 
         When one field carries several comma-separated elements, the field is
-        rewritten with the remaining ones.
+        rewritten with the remaining ones.  Empty fields met on the way are
+        removed too.
         """
         key = header_key(name)
-        for i, f in enumerate(self._fields):
+        fields = self._fields
+        i = 0
+        while i < len(fields):
+            f = fields[i]
             if f[0] != key:
+                i += 1
                 continue
-            parts = g.split_list(f[2])
-            if not parts:
-                del self._fields[i]
-                self.version += 1
-                continue
-            first = parts[0]
-            if len(parts) == 1:
-                del self._fields[i]
-            else:
-                self._fields[i] = (key, f[1], ", ".join(parts[1:]), None)
+            value = f[2]
+            parts = g.split_list(value) if "," in value else ([value] if value else [])
             self.version += 1
-            return first
+            if not parts:
+                del fields[i]
+                continue
+            if len(parts) == 1:
+                del fields[i]
+            else:
+                fields[i] = (key, f[1], ", ".join(parts[1:]), None)
+            return parts[0]
         return None
 
     def replace_first_value(self, name: str, value: str) -> None:
