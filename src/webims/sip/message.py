@@ -10,6 +10,7 @@ serialises to exactly the bytes it was parsed from.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
@@ -93,7 +94,7 @@ def _parse_tokens(values: list[str]) -> list[str]:
     return values
 
 
-class Message:
+class Message(ABC):
     """What requests and responses share: headers, body and typed accessors."""
 
     __slots__ = ("_cache", "_cache_version", "_wire", "_wire_version", "body", "headers", "version")
@@ -368,8 +369,9 @@ class Message:
         return self._challenges("Proxy-Authenticate")
 
     # -- wire --------------------------------------------------------------
-    def start_line(self) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def start_line(self) -> str:
+        """The Request-Line or Status-Line, without CRLF."""
 
     def set_body(self, body: bytes, content_type: str | None = None) -> None:
         """Replace the body and keep Content-Length (and Content-Type) in step."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from . import grammar as g
@@ -92,13 +93,16 @@ def split_hostport(text: str) -> tuple[str, int | None]:
     return parse_host(host), port
 
 
-class URI:
+class URI(ABC):
     """Base of every URI kind; ``str(uri)`` is its wire form."""
+
+    __slots__ = ()
 
     scheme: str
 
-    def __str__(self) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def __str__(self) -> str:
+        """The URI as written on the wire."""
 
 
 @dataclass(eq=False, slots=True)
