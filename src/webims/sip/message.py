@@ -438,6 +438,14 @@ class Request(Message):
         self.uri_text = str(value)
         self._wire = None
 
+    def skeleton(self) -> Request:
+        """The request line alone, with no headers and no body.
+
+        What a finished transaction keeps of its request while it waits out
+        its last timer (the matching key is kept apart).
+        """
+        return Request(self.method, self.uri_text, Headers(), b"", self.version)
+
     def copy(self) -> Request:
         """A copy to change and send on (a proxy's copy per target, §16.6 step 1).
 

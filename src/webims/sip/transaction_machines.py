@@ -264,7 +264,7 @@ def _pass_final_start_k(tx: ClientTransaction, msg: Message | None, now: float) 
     layer = tx._layer
     layer._stop_timers(tx)
     tx._wire = b""
-    tx.request.compact()
+    tx.request = tx.request.skeleton()
     layer._arm_life(tx, TxInput.TIMER_K, 0.0 if tx.reliable else layer.config.timer_k, now)
     _pass_response(tx, msg, now)
 
@@ -284,7 +284,10 @@ def _resend_response(tx: ServerTransaction, msg: Message | None, now: float) -> 
 
 def _send_final_start_j(tx: ServerTransaction, msg: Message | None, now: float) -> None:
     _send_response(tx, msg, now)
-    tx.request.compact()  # only its key and the response bytes matter from now on
+    if not tx.legacy:
+        # Only the key and the response bytes matter from now on (for Timer J,
+        # 32 s on UDP): keep the request line, let the rest go.
+        tx.request = tx.request.skeleton()
     layer = tx._layer
     layer._arm_life(tx, TxInput.TIMER_J, 0.0 if tx.reliable else layer.config.timer_j, now)
 
