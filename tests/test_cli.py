@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,18 @@ async def test_webims_up_serves_sip_and_stops_cleanly(tmp_path: Path) -> None:
             await ws.send(options(target, "WS df7jal23ls0d.invalid", "z9hG4bKcli2").decode())
             answer = parse_message(str(await asyncio.wait_for(ws.recv(), 5)).encode())
             assert isinstance(answer, Response) and answer.status == 200
+
+        # WSS with the development CA: a standard TLS client trusts its chain.
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "pki" / "ca.pem"))
+        async with websockets.connect(
+            f"wss://127.0.0.1:{wss_port}/", subprotocols=["sip"], ssl=ctx
+        ) as wss:
+            assert wss.subprotocol == "sip"
+            target = f"sip:127.0.0.1:{wss_port};transport=wss"
+            await wss.send(options(target, "WSS df7jal23ls0d.invalid", "z9hG4bKcli3").decode())
+            answer = parse_message(str(await asyncio.wait_for(wss.recv(), 5)).encode())
+            assert isinstance(answer, Response) and answer.status == 200
+            assert answer.top_via.received == "127.0.0.1"  # §18.2.1 / RFC 7118 §5.2
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.to_thread(proc.communicate, timeout=15)
