@@ -298,19 +298,21 @@ class ProxyContext:
 
 
 def _loop_hash(req: Request) -> str:
-    """The loop-detection part of our branch (see the module notes)."""
-    parts = [
+    """The loop-detection part of our branch (see the module notes).
+
+    Only this process ever compares it (the branch also names the proxy
+    instance), so Python's own hash of the routing fields will do.
+    """
+    key = (
         req.uri_text,
         req.call_id,
-        req.from_tag or "",
-        req.to_tag or "",
-        str(req.cseq.seq),
-        ",".join(req.headers.get_all("Proxy-Require")),
-        ",".join(req.headers.get_all("Proxy-Authorization")),
-    ]
-    return hashlib.blake2b(
-        "\x00".join(parts).encode("utf-8", "surrogateescape"), digest_size=8
-    ).hexdigest()
+        req.from_tag,
+        req.to_tag,
+        req.cseq.seq,
+        tuple(req.headers.get_all("Proxy-Require")),
+        tuple(req.headers.get_all("Proxy-Authorization")),
+    )
+    return format(hash(key) & 0xFFFFFFFFFFFF, "x")
 
 
 class ProxyCore:
@@ -474,7 +476,9 @@ class ProxyCore:
         for name, value in target.headers:
             req.headers.add(name, value)
         # The Route set as parsed for validation, unless this branch added Routes.
-        adds_route = any(n.lower() == "route" for n, _ in target.headers + target.headers_first)
+        adds_route = (target.headers or target.headers_first) and any(
+            n.lower() == "route" for n, _ in target.headers + target.headers_first
+        )
         routes = req.routes if adds_route else src.routes
         next_uri = routes[0].uri if routes else req.uri
         if routes and isinstance(next_uri, SipURI) and not next_uri.lr:
