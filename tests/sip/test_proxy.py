@@ -482,20 +482,3 @@ def test_contexts_are_released() -> None:
     net.advance(40)
     assert net.proxy._by_server == {} and net.proxy._by_client == {}
     assert len(net.proxy_layer) == 0
-
-
-def test_overloaded_proxy_sheds_new_requests_with_503_but_not_in_dialog_ones() -> None:
-    net = ProxyNet()
-    net.proxy.overloaded = True
-    net.send(request("INVITE"))
-    statuses = [(r.status, r.headers.get("Retry-After")) for r in net.responses_at("uac")]
-    assert statuses == [(503, "5")]
-    assert net.requests_at("uas1") == [] and net.proxy.shed == 1
-    bye = request("BYE")
-    bye.headers.set("To", "<sip:bob@home1.net>;tag=dialog")
-    net.send(bye)
-    (ev,) = net.requests_at("uas1")  # in-dialog: forwarded
-    net.answer("uas1", ev, 200)
-    net.proxy.overloaded = False
-    net.send(request())
-    assert len(net.requests_at("uas1")) == 1

@@ -114,35 +114,3 @@ async def test_proxy_on_real_sockets_and_its_error_answers() -> None:
         sock.close()
         await proxy.close()
         await uas.close()
-
-
-async def test_overload_is_detected_from_the_udp_queue_and_cleared() -> None:
-    from webims.transport.endpoint import EndpointConfig
-
-    proxy = SipEndpoint(
-        lambda ep: ProxyCore(ep.layer, LooseRouter(ep), ep),
-        EndpointConfig(overload_lag=10.0, overload_backlog=0.2, lag_interval=0.02),
-    )
-    await proxy.start([ListenSpec("udp", "127.0.0.1", 0)])
-    core = proxy.tu
-    assert isinstance(core, ProxyCore)
-    port = proxy.listener("udp").local[1]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        me = 1
-        # Flood the proxy with new requests faster than it takes them: its UDP
-        # queue fills, it enters overload and answers 503 to what is new, then
-        # it drains and leaves overload.
-        for i in range(3000):
-            data = request(f"sip:127.0.0.1:{port}", me, branch=f"z9hG4bK-flood{i}")
-            sock.sendto(data, ("127.0.0.1", port))
-        assert proxy.transport.udp_backlog() > 0.2
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if core.shed and not core.overloaded and proxy.transport.udp_backlog() == 0:
-                break
-        assert core.shed > 0
-        assert not core.overloaded
-    finally:
-        sock.close()
-        await proxy.close()

@@ -115,8 +115,6 @@ class ProxyConfig:
     #: Option tags this proxy understands in Proxy-Require.
     supported: frozenset[str] = frozenset({"path", "outbound", "gruu", "sec-agree"})
     loop_detection: bool = True
-    #: Retry-After (seconds) of the 503 sent while overloaded.
-    retry_after: int = 5
 
 
 @dataclass(slots=True)
@@ -338,11 +336,6 @@ class ProxyCore:
         self._branch_ids = itertools.count(1)
         self._instance = hashlib.blake2b(repr(id(self)).encode(), digest_size=3).hexdigest()
         self._branch_prefix = f"branch={MAGIC_COOKIE}{self._instance}"
-        #: Set by the I/O layer while the element cannot keep up (see
-        #: :class:`webims.transport.endpoint.SipEndpoint`): new requests get 503.
-        self.overloaded = False
-        #: Requests answered 503 because of overload.
-        self.shed = 0
 
     # -- driving the core ---------------------------------------------------
     def process_events(self, now: float) -> None:
@@ -398,14 +391,6 @@ class ProxyCore:
             return
         ctx = ProxyContext(self, req, source, tx)
         self._by_server[tx] = ctx
-        if self.overloaded and req.to_tag is None:
-            # Shed new work (RFC 3261 §21.5.4): out-of-dialog requests get a
-            # 503 with Retry-After at once, so that what is accepted is served
-            # before its sender retransmits.  In-dialog requests (BYE, ACK
-            # routing, re-INVITE) go on.
-            self.shed += 1
-            ctx.respond(503, headers=[("Retry-After", str(self.config.retry_after))], now=now)
-            return
         if req.method == "INVITE":
             self.layer.send_response(tx, make_response(req, 100), now)
         try:

@@ -22,7 +22,7 @@ from typing import Protocol
 from ..sip.checks import response_for_error
 from ..sip.errors import SipError
 from ..sip.message import Request, Response
-from ..sip.proxy import Hop, ProxyCore
+from ..sip.proxy import Hop
 from ..sip.transaction import TimerConfig, TransactionLayer
 from ..sip.uri import URI, SipURI
 from .base import TransportError
@@ -78,15 +78,6 @@ class EndpointConfig:
     hosts: tuple[tuple[str, str], ...] = ()
     #: The host to put in our Via and Record-Route (default: listener address).
     advertised_host: str | None = None
-    #: Overload control.  Every ``lag_interval`` seconds the endpoint looks
-    #: at how late that check runs (the loop is behind) and how full its UDP
-    #: receive queues are (datagrams are waiting in the kernel).  Past
-    #: ``overload_lag`` or ``overload_backlog`` the transaction user is told
-    #: it is overloaded (a proxy then answers new requests 503), until both are
-    #: back under half their limit.  ``overload_lag=None`` disables it.
-    overload_lag: float | None = 0.1
-    overload_backlog: float = 0.5
-    lag_interval: float = 0.05
 
 
 class SipEndpoint:
@@ -110,21 +101,12 @@ class SipEndpoint:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._flushing = False
-        self._lag_timer: asyncio.TimerHandle | None = None
-        self._lag_due = 0.0
-        #: How late the last overload check ran (seconds), and how full the
-        #: UDP receive queues were then (0 to 1).
-        self.lag = 0.0
-        self.backlog = 0.0
         #: Called with every flow that closes (after the core was told).
         self.flow_closed_hooks: list[Callable[[Flow], None]] = []
 
     # -- life cycle ------------------------------------------------------------
     async def start(self, listen: Iterable[ListenSpec] | None = None) -> list[Listener]:
         self._loop = asyncio.get_running_loop()
-        if self.config.overload_lag is not None and isinstance(self.tu, ProxyCore):
-            self._lag_due = self._loop.time() + self.config.lag_interval
-            self._lag_timer = self._loop.call_at(self._lag_due, self._check_lag)
         specs = list(listen) if listen is not None else list(self.config.listen)
         self.listeners = await self.transport.start(specs)
         self._via_cache.clear()
@@ -134,9 +116,6 @@ class SipEndpoint:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._lag_timer is not None:
-            self._lag_timer.cancel()
-            self._lag_timer = None
         await self.transport.close()
 
     def now(self) -> float:
@@ -179,30 +158,6 @@ class SipEndpoint:
         self.tu.handle_timer(now)
         self.tu.process_events(now)
         self.flush()
-
-    def _check_lag(self) -> None:
-        """Measure how far behind its input the element runs; tell the TU."""
-        loop = self._loop or asyncio.get_running_loop()
-        now = loop.time()
-        self.lag = now - self._lag_due
-        self.backlog = self.transport.udp_backlog()
-        limit = self.config.overload_lag
-        core = self.tu
-        if limit is not None and isinstance(core, ProxyCore):
-            if core.overloaded:
-                overloaded = self.lag > limit / 2 or self.backlog > self.config.overload_backlog / 2
-            else:
-                overloaded = self.lag > limit or self.backlog > self.config.overload_backlog
-            if overloaded != core.overloaded:
-                log.warning(
-                    "%s overload (loop %.0f ms behind, UDP queue %.0f%% full)",
-                    "entering" if overloaded else "leaving",
-                    self.lag * 1000,
-                    self.backlog * 100,
-                )
-                core.overloaded = overloaded
-        self._lag_due = now + self.config.lag_interval
-        self._lag_timer = loop.call_at(self._lag_due, self._check_lag)
 
     # -- output -------------------------------------------------------------------
     def flush(self) -> None:

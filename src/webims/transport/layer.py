@@ -376,10 +376,6 @@ class TransportLayer:
             return self.send_to(data, transport, host, via.port or _DEFAULT_PORT[transport])
         raise TransportError(f"unsupported transport {via.transport} in Via")
 
-    def udp_backlog(self) -> float:
-        """The fullest UDP receive queue, as a fraction of its size."""
-        return max((endpoint.backlog() for _, endpoint in self._udp), default=0.0)
-
     def close_flow(self, flow: Flow) -> None:
         """Close the connection of ``flow`` (no-op for UDP or a gone flow)."""
         if flow.conn_id:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
-import sys
 from typing import cast
 
 from .base import Sink, TransportError
@@ -15,9 +13,6 @@ from .flow import Address, Flow, normalize_host
 __all__ = ["UdpEndpoint"]
 
 log = logging.getLogger(__name__)
-
-#: SO_MEMINFO (Linux 3.9+): socket memory counters, receive queue first.
-_SO_MEMINFO: int | None = 55 if sys.platform.startswith("linux") else None
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
@@ -59,23 +54,6 @@ class UdpEndpoint(asyncio.DatagramProtocol):
                 sock.setsockopt(socket.SOL_SOCKET, opt, size)
             except OSError as err:
                 log.debug("udp %s: cannot set buffer size: %s", self.local, err)
-
-    def backlog(self) -> float:
-        """How full the socket's receive queue is (0 to 1; 0 when unknown).
-
-        Read with Linux's SO_MEMINFO: datagrams waiting in the kernel are the
-        one sign of overload an event loop cannot see, since it drains a
-        socket a few datagrams at a time between its timers.
-        """
-        sock = self._transport.get_extra_info("socket") if self._transport else None
-        if sock is None or _SO_MEMINFO is None:
-            return 0.0
-        try:
-            raw = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 36)
-        except OSError:
-            return 0.0
-        rmem_alloc, rcvbuf = struct.unpack_from("2I", raw)
-        return rmem_alloc / rcvbuf if rcvbuf else 0.0
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (port unreachable ...) surface here; the transaction
