@@ -79,12 +79,9 @@ class TransportConfig:
     flow_key: bytes | None = None
     #: listen() backlog of stream listeners.
     backlog: int = 1024
-    #: SO_RCVBUF / SO_SNDBUF of UDP sockets.  Room for about 1,000 datagrams
-    #: (200 ms at 5,000/s): enough for bursts, small enough that an overloaded
-    #: element drops what it cannot handle instead of queueing it past T1, which
-    #: would turn every pending request into retransmissions (measured: with
-    #: 4 MiB a proxy offered 5,000 transactions/s collapsed to 2,800/s with 2,000
-    #: failures; with 512 KiB it ran at 4,440/s with 6 failures in 200,000).
+    #: SO_RCVBUF / SO_SNDBUF of UDP sockets: room for about 1,000 datagrams
+    #: (200 ms at 5,000/s), enough for bursts; a deeper queue only delays
+    #: requests past T1, when their senders retransmit them.
     udp_buffer_size: int = 512 << 10
 
 
