@@ -9,7 +9,7 @@ import atheris
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-with atheris.instrument_imports(include=["webims"]):
+with atheris.instrument_imports(include=["webims", "diameter"]):
     import targets
 
 

@@ -17,14 +17,49 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TARGETS = ("sip_message", "stream_framer")
+TARGETS = ("sip_message", "stream_framer", "diameter_stream")
+
+
+def diameter_seeds() -> list[bytes]:
+    """A few well-formed Cx and base messages to start from."""
+    from diameter.message.commands.capabilities_exchange import CapabilitiesExchangeRequest
+    from diameter.message.commands.server_assignment import ServerAssignmentRequest
+    from diameter.message.commands.user_authorization import UserAuthorizationRequest
+
+    uar = UserAuthorizationRequest()
+    uar.header.application_id = 16777216
+    uar.session_id = "icscf;1"
+    uar.origin_host = b"icscf.home1.net"
+    uar.origin_realm = b"home1.net"
+    uar.user_name = "user1_private@home1.net"
+    uar.public_identity = "sip:user1_public1@home1.net"
+    sar = ServerAssignmentRequest()
+    sar.header.application_id = 16777216
+    sar.session_id = "scscf;2"
+    sar.origin_host = b"scscf.home1.net"
+    sar.origin_realm = b"home1.net"
+    sar.public_identity = "sip:user1_public1@home1.net"
+    sar.server_name = "sip:scscf.home1.net"
+    sar.server_assignment_type = 1
+    cer = CapabilitiesExchangeRequest()
+    cer.origin_host = b"icscf.home1.net"
+    cer.origin_realm = b"home1.net"
+    cer.host_ip_address = "127.0.0.1"
+    cer.vendor_id = 10415
+    cer.product_name = "webims"
+    return [bytes(m.as_bytes()) for m in (uar, sar, cer)]
 
 
 def run_one(name: str, seconds: int) -> int:
     corpus = Path(tempfile.mkdtemp(prefix=f"webims-fuzz-{name}-"))
-    for i, dat in enumerate(sorted((ROOT / "conformance" / "sip").rglob("*.dat"))):
-        data = dat.read_bytes()
-        (corpus / f"seed{i}").write_bytes(bytes([7]) + data if name == "stream_framer" else data)
+    if name == "diameter_stream":
+        for i, data in enumerate(diameter_seeds()):
+            (corpus / f"seed{i}").write_bytes(data)
+    else:
+        for i, dat in enumerate(sorted((ROOT / "conformance" / "sip").rglob("*.dat"))):
+            data = dat.read_bytes()
+            prefix = bytes([7]) if name == "stream_framer" else b""
+            (corpus / f"seed{i}").write_bytes(prefix + data)
     crashes = HERE / "crashes"
     crashes.mkdir(exist_ok=True)
     cmd = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 
+from webims.diameter import DiameterError, DiameterFramer, decode
 from webims.sip import (
     Request,
     SipError,
@@ -76,4 +77,15 @@ def stream_framer(data: bytes) -> None:
                     with contextlib.suppress(SipError):
                         parse_message(item)
     except SipError:
+        return
+
+
+def diameter_stream(data: bytes) -> None:
+    """Frame and decode Diameter: only DiameterError may come out."""
+    framer = DiameterFramer(max_message_size=1 << 16)
+    framer.feed(data)
+    try:
+        while (message := framer.next_message()) is not None:
+            decode(message)
+    except DiameterError:
         return
