@@ -394,14 +394,6 @@ class Message(ABC):
 
     __bytes__ = serialize
 
-    def compact(self) -> None:
-        """Drop the cached wire bytes and parsed views (rebuilt on demand).
-
-        For messages a transaction keeps long after it has acted on them.
-        """
-        self._wire = None
-        self._cache = {}
-
 
 class Request(Message):
     """Request-Line = Method SP Request-URI SP SIP-Version CRLF"""
