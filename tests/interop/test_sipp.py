@@ -30,7 +30,7 @@ from webims.sip.transaction import (
     TransportFailed,
 )
 from webims.sip.uac import ack_for_2xx, new_branch, new_call_id, new_request
-from webims.transport.endpoint import EndpointConfig, SipEndpoint
+from webims.transport.endpoint import EndpointConfig, LayerOnly, SipEndpoint
 from webims.transport.layer import ListenSpec
 
 # SIPp is a test dependency (.ci/run installs Debian's sip-tester): without it
@@ -69,11 +69,11 @@ class LossyEndpoint(SipEndpoint):
         return super()._send(data, dest)
 
 
-class Responder:
+class Responder(LayerOnly):
     """A UAS answering REGISTER (with Contact and Expires) and OPTIONS with 200."""
 
     def __init__(self, layer: TransactionLayer) -> None:
-        self.layer = layer
+        super().__init__(layer)
         self.requests: Counter[str] = Counter()
 
     def process_events(self, now: float) -> None:
@@ -94,12 +94,6 @@ class Responder:
                 else:
                     resp = make_response(req, 501, to_tag=new_tag())
                 self.layer.send_response(ev.tx, resp, now)
-
-    def get_timer(self) -> float | None:
-        return self.layer.get_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.layer.handle_timer(now)
 
 
 async def run_sipp(*args: str, timeout: float = 60) -> tuple[int, str]:
@@ -157,11 +151,11 @@ async def test_sipp_uac_against_our_responder(scenario: str, transport: str) -> 
         assert ep.dropped == calls
 
 
-class Client:
+class Client(LayerOnly):
     """Collects the transaction layer's events for a test UAC."""
 
     def __init__(self, layer: TransactionLayer) -> None:
-        self.layer = layer
+        super().__init__(layer)
         self.queue: asyncio.Queue[ResponseReceived | TimedOut | TransportFailed] = asyncio.Queue()
 
     def process_events(self, now: float) -> None:
@@ -174,12 +168,6 @@ class Client:
         if not isinstance(ev, ResponseReceived):
             raise AssertionError(f"{ev.tx.request.method} transaction failed: {ev}")
         return ev
-
-    def get_timer(self) -> float | None:
-        return self.layer.get_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.layer.handle_timer(now)
 
 
 async def test_our_invite_client_against_sipp_uas() -> None:

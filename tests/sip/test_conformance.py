@@ -11,6 +11,7 @@ documented deviations (it is empty: a deviation needs a reason a reader accepts)
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,44 +58,47 @@ def test_manifest_covers_every_vector() -> None:
     assert on_disk == set(listed)
 
 
+def _request(msg: Request | Response) -> Request:
+    assert isinstance(msg, Request)
+    return msg
+
+
+def _sip_uri(msg: Request | Response) -> SipURI:
+    uri = _request(msg).uri
+    assert isinstance(uri, SipURI)
+    return uri
+
+
+def _status(msg: Request | Response) -> int:
+    assert isinstance(msg, Response)
+    return msg.status
+
+
+# The facts a manifest entry may check, by the name it uses.
+FACTS: dict[str, Callable[[Request | Response], Any]] = {
+    "method": lambda m: _request(m).method,
+    "status": _status,
+    "request_uri": lambda m: _request(m).uri_text,
+    "request_uri_host": lambda m: _sip_uri(m).host,
+    "request_uri_port": lambda m: _sip_uri(m).port,
+    "via_count": lambda m: len(m.vias),
+    "top_via_host": lambda m: m.top_via.host,
+    "top_via_port": lambda m: m.top_via.port,
+    "top_via_branch": lambda m: m.top_via.branch,
+    "call_id": lambda m: m.call_id,
+    "cseq_seq": lambda m: m.cseq.seq,
+    "cseq_method": lambda m: m.cseq.method,
+    "from_display_name": lambda m: m.from_.display_name,
+    "to_tag": lambda m: m.to.tag,
+    "max_forwards": lambda m: m.max_forwards,
+    "content_length": lambda m: len(m.body),
+    "header_count": lambda m: len(m.headers),
+}
+
+
 def _fact(msg: Request | Response, key: str) -> Any:
-    if key == "method":
-        assert isinstance(msg, Request)
-        return msg.method
-    if key == "status":
-        assert isinstance(msg, Response)
-        return msg.status
-    if key == "request_uri":
-        assert isinstance(msg, Request)
-        return msg.uri_text
-    if key in ("request_uri_host", "request_uri_port"):
-        assert isinstance(msg, Request) and isinstance(msg.uri, SipURI)
-        return msg.uri.host if key.endswith("host") else msg.uri.port
-    if key == "via_count":
-        return len(msg.vias)
-    if key == "top_via_host":
-        return msg.top_via.host
-    if key == "top_via_port":
-        return msg.top_via.port
-    if key == "top_via_branch":
-        return msg.top_via.branch
-    if key == "call_id":
-        return msg.call_id
-    if key == "cseq_seq":
-        return msg.cseq.seq
-    if key == "cseq_method":
-        return msg.cseq.method
-    if key == "from_display_name":
-        return msg.from_.display_name
-    if key == "to_tag":
-        return msg.to.tag
-    if key == "max_forwards":
-        return msg.max_forwards
-    if key == "content_length":
-        return len(msg.body)
-    if key == "header_count":
-        return len(msg.headers)
-    raise AssertionError(f"unknown check {key}")
+    assert key in FACTS, f"unknown check {key}"
+    return FACTS[key](msg)
 
 
 @pytest.mark.parametrize("entry", MANIFEST, ids=[m["file"] for m in MANIFEST])

@@ -9,15 +9,15 @@ import socket
 from webims.sip import Request, Response, make_response, new_tag, parse_message
 from webims.sip.proxy import LooseRouter, ProxyCore
 from webims.sip.transaction import RequestReceived, TransactionLayer
-from webims.transport.endpoint import SipEndpoint
+from webims.transport.endpoint import LayerOnly, SipEndpoint
 from webims.transport.layer import ListenSpec
 
 
-class Uas:
+class Uas(LayerOnly):
     """Answers every request 200, copying the Via path (a minimal UAS)."""
 
     def __init__(self, layer: TransactionLayer) -> None:
-        self.layer = layer
+        super().__init__(layer)
         self.seen: list[Request] = []
 
     def process_events(self, now: float) -> None:
@@ -27,12 +27,6 @@ class Uas:
                 self.layer.send_response(
                     ev.tx, make_response(ev.request, 200, to_tag=new_tag()), now
                 )
-
-    def get_timer(self) -> float | None:
-        return self.layer.get_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.layer.handle_timer(now)
 
 
 def request(
