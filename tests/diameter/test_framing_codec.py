@@ -9,8 +9,10 @@ from diameter.message.constants import E_AUTH_SESSION_STATE_NO_STATE_MAINTAINED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from webims.diameter import DiameterError, DiameterFramer, FramingError, decode, error_answer
+from webims.diameter import DiameterError, DiameterFramer, FramingError, cx, decode, error_answer
 from webims.diameter.codec import peek_header
+from webims.diameter.cx import CxMessage
+from webims.diameter.cxdefs import CxResult
 from webims.diameter.errors import (
     DIAMETER_INVALID_HDR_BITS,
     DIAMETER_INVALID_MESSAGE_LENGTH,
@@ -48,7 +50,7 @@ def test_messages_come_out_whole_however_the_stream_is_cut() -> None:
     assert framer.buffered == 0
     msg = decode(out[1])
     assert msg.header.command_code == 300 and msg.header.application_id == CX
-    assert msg.public_identity == "sip:user1_public1@home1.net"
+    assert CxMessage(msg).text(cx.PUBLIC_IDENTITY) == "sip:user1_public1@home1.net"
 
 
 @settings(max_examples=200, deadline=None)
@@ -112,9 +114,11 @@ def test_error_answer_from_the_header_alone() -> None:
     assert (h.command_code, h.application_id, h.hop_by_hop_identifier) == (300, CX, 42)
     assert h.end_to_end_identifier == 1042
     assert not h.is_request and h.is_error  # 3xxx: E bit
-    assert answer.result_code == 3001 and answer.origin_host == b"hss.home1.net"
+    read = CxMessage(answer)
+    assert read.result() == CxResult.base(3001)
+    assert read.first(cx.ORIGIN_HOST, 0) == b"hss.home1.net"
     ok = decode(error_answer(req, 5001, origin_host=b"h", origin_realm=b"r"))
-    assert not ok.header.is_error and ok.result_code == 5001
+    assert not ok.header.is_error and CxMessage(ok).result() == CxResult.base(5001)
 
 
 @settings(max_examples=500, deadline=None)

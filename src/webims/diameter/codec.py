@@ -65,6 +65,13 @@ def peek_header(data: bytes) -> Header:
     )
 
 
+#: Commands the peer layer reads through python-diameter's typed attributes
+#: (CER/CEA, DWR/DWA, DPR/DPA); every other message is decoded to its plain
+#: AVP list, which the application reads by code (cheaper, and independent of
+#: the library's per-command definitions).
+_TYPED_COMMANDS = frozenset({257, 280, 282})
+
+
 def decode(data: bytes) -> Message:
     """Decode one framed message; bad AVPs raise :class:`DiameterError`."""
     header = peek_header(data)
@@ -73,7 +80,7 @@ def decode(data: bytes) -> Message:
     if header.is_request and header.flags & _FLAG_ERROR:
         raise DiameterError(DIAMETER_INVALID_HDR_BITS, "E bit set in a request")
     try:
-        return Message.from_bytes(data)
+        return Message.from_bytes(data, plain_msg=header.command_code not in _TYPED_COMMANDS)
     except Exception as err:  # the codec raises several kinds for bad bytes
         raise DiameterError(DIAMETER_INVALID_AVP_LENGTH, f"undecodable AVPs: {err}") from None
 

@@ -34,6 +34,10 @@ class DiameterFramer:
     def buffered(self) -> int:
         return len(self._buf)
 
+    def head(self) -> bytes:
+        """The first header's worth of buffered bytes (for an error answer)."""
+        return bytes(self._buf[:HEADER_LENGTH])
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         self._buf += data
 
