@@ -1,5 +1,8 @@
 """``webims up`` and ``webims run``: the elements, started on their listeners.
 
+The HSS is a Diameter node with the Cx server and the provisioning API
+(:mod:`webims.hss.element`); ``webims up`` starts it first and, when its
+store holds no subscriber yet, provisions the demo subscribers of DESIGN.md.
 Each SIP element is a :class:`~webims.transport.endpoint.SipEndpoint` with a
 :class:`~webims.sip.proxy.ProxyCore` over it.  At this stage of the project
 the CSCFs run the plain proxy application (:class:`~webims.sip.proxy.LooseRouter`):
@@ -16,28 +19,63 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .config import ElementSettings, PcscfSettings, Settings
 from .devca import ensure_dev_ca, server_ssl_context
+from .hss.element import HssElement, options_from_settings
+from .hss.provisioning import seed_demo
 from .sip.proxy import LooseRouter, ProxyCore
 from .sip.transaction import TimerConfig
 from .transport.endpoint import EndpointConfig, SipEndpoint
 from .transport.layer import ListenSpec
 from .transport.loop import ServerGc
 
-__all__ = ["ELEMENTS", "SIP_ELEMENTS", "run_elements"]
+__all__ = ["ELEMENTS", "RUNNABLE", "SIP_ELEMENTS", "UP_ELEMENTS", "run_elements"]
 
 #: Elements of DESIGN.md, and the ones this version can run.
 ELEMENTS = ("hss", "waf", "wwsf", "pcscf", "icscf", "scscf", "agw")
 SIP_ELEMENTS = ("pcscf", "icscf", "scscf")
+RUNNABLE = ("hss", *SIP_ELEMENTS)
+#: What ``webims up`` starts, in order.
+UP_ELEMENTS = RUNNABLE
 
 _TITLES = {"pcscf": "eP-CSCF", "icscf": "I-CSCF", "scscf": "S-CSCF"}
 
 
+class Element(Protocol):
+    @property
+    def title(self) -> str: ...
+
+    def describe(self) -> list[str]: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class Running:
+    """A SIP element: its endpoint and the core over it."""
+
     name: str
     endpoint: SipEndpoint
+
+    @property
+    def title(self) -> str:
+        return _TITLES[self.name]
+
+    def describe(self) -> list[str]:
+        lines = []
+        for lst in self.endpoint.listeners:
+            host, port = lst.local
+            shown = f"[{host}]" if ":" in host else host
+            if lst.transport in ("ws", "wss"):
+                lines.append(f"{lst.transport}://{shown}:{port}/  (subprotocol sip)")
+            else:
+                lines.append(f"sip:{shown}:{port};transport={lst.transport}")
+        return lines
+
+    async def close(self) -> None:
+        await self.endpoint.close()
 
 
 def _listen_specs(name: str, section: ElementSettings, settings: Settings) -> list[ListenSpec]:
@@ -60,7 +98,26 @@ def _listen_specs(name: str, section: ElementSettings, settings: Settings) -> li
     return specs
 
 
-async def start_element(name: str, settings: Settings) -> Running:
+async def start_hss(settings: Settings, *, seed: bool, say: Callable[[str], None]) -> HssElement:
+    hss = HssElement(options_from_settings(settings))
+    if (
+        hss.options.store == settings.hss.store_location(settings.data_dir)
+        and not settings.hss.store
+    ):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await hss.start()
+    if seed and not await hss.raw_store.names():
+        added = await seed_demo(hss.raw_store)
+        names = ", ".join(f"{n} (password {n}-secret)" for n, new in added if new)
+        say(f"seeded   demo subscribers: {names}")
+    return hss
+
+
+async def start_element(
+    name: str, settings: Settings, *, seed: bool = False, say: Callable[[str], None] = print
+) -> Element:
+    if name == "hss":
+        return await start_hss(settings, seed=seed, say=say)
     section: ElementSettings = getattr(settings, name)
     sip = settings.sip
     config = EndpointConfig(
@@ -72,20 +129,12 @@ async def start_element(name: str, settings: Settings) -> Running:
     return Running(name, endpoint)
 
 
-def describe(running: Running) -> list[str]:
-    lines = []
-    for lst in running.endpoint.listeners:
-        host, port = lst.local
-        shown = f"[{host}]" if ":" in host else host
-        if lst.transport in ("ws", "wss"):
-            lines.append(f"{lst.transport}://{shown}:{port}/  (subprotocol sip)")
-        else:
-            lines.append(f"sip:{shown}:{port};transport={lst.transport}")
-    return lines
-
-
 async def run_elements(
-    names: list[str], settings: Settings, say: Callable[[str], None] = print
+    names: list[str],
+    settings: Settings,
+    say: Callable[[str], None] = print,
+    *,
+    seed: bool = False,
 ) -> None:
     """Start ``names``, print their endpoints, run until SIGINT/SIGTERM."""
     stop = asyncio.Event()
@@ -93,15 +142,15 @@ async def run_elements(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    running: list[Running] = []
+    running: list[Element] = []
     gc_schedule = ServerGc(loop)
     try:
         for name in names:
-            running.append(await start_element(name, settings))
+            running.append(await start_element(name, settings, seed=seed, say=say))
         for r in running:
-            say(f"{_TITLES[r.name]:8} " + "\n         ".join(describe(r)))
+            say(f"{r.title:8} " + "\n         ".join(r.describe()))
         pcscf = settings.pcscf
-        if any(r.name == "pcscf" for r in running) and pcscf.wss_port and pcscf.tls_cert is None:
+        if "pcscf" in names and pcscf.wss_port and pcscf.tls_cert is None:
             say(f"dev CA   {settings.data_dir / 'pki' / 'ca.pem'}  (trust it for wss://)")
         say("ready; Ctrl-C stops")
         sys.stdout.flush()
@@ -110,5 +159,5 @@ async def run_elements(
     finally:
         gc_schedule.stop()
         for r in reversed(running):
-            await r.endpoint.close()
+            await r.close()
         say("stopped")
