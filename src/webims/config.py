@@ -17,6 +17,11 @@ Example (all keys optional)::
     sip_port = 5070
     [scscf]
     sip_port = 5080
+    [hss]
+    store = "postgresql://hss@db/hss"   # default: the SQLite file <data_dir>/hss.sqlite3
+    diameter_port = 3868
+    api_port = 8080
+    api_key = "..."                     # default: made on first start, <data_dir>/hss-api-key
 
 Environment: ``WEBIMS_PCSCF__WSS_PORT=8443`` (nested keys joined by ``__``).
 """
@@ -27,7 +32,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
@@ -76,6 +81,29 @@ class ScscfSettings(ElementSettings):
     aliases: list[str] = Field(default_factory=lambda: ["scscf.home1.net"])
 
 
+class HssSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Subscriber store: a ``postgresql://`` URL, or the path of a SQLite file;
+    #: unset, the SQLite file ``hss.sqlite3`` in the data directory.
+    store: str | None = None
+    #: Address the Diameter (Cx) listener and the provisioning API bind to.
+    host: str = "127.0.0.1"
+    diameter_port: int = Field(default=3868, ge=0, le=65535)
+    #: Diameter identity (Origin-Host) and realm (Origin-Realm).
+    identity: str = "hss.home1.net"
+    realm: str = "home1.net"
+    #: Provisioning REST API (0: none).
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    #: Key the API requires in ``X-API-Key``; unset, one is made on first
+    #: start and kept in ``<data_dir>/hss-api-key`` (mode 0600).
+    api_key: str | None = Field(default=None, min_length=16)
+
+    def store_location(self, data_dir: Path) -> str:
+        """The store to open: ``store`` if set, else the embedded SQLite file."""
+        return self.store or str(data_dir / "hss.sqlite3")
+
+
 class Settings(BaseSettings):
     """The whole deployment."""
 
@@ -88,6 +116,7 @@ class Settings(BaseSettings):
     pcscf: PcscfSettings = Field(default_factory=PcscfSettings)
     icscf: IcscfSettings = Field(default_factory=IcscfSettings)
     scscf: ScscfSettings = Field(default_factory=ScscfSettings)
+    hss: HssSettings = Field(default_factory=HssSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,332 @@
+"""The HSS provisioning API: JSON over HTTP, on FastAPI and uvicorn.
+
+Resources (every one needs the key in ``X-API-Key``; ``/openapi.json``, the
+generated description, does not)::
+
+    GET    /subscribers                 every subscriber
+    POST   /subscribers                 add one            201, 409 if taken
+    GET    /subscribers/{name}          one                404 if unknown
+    PUT    /subscribers/{name}          replace its data   404 if unknown
+    DELETE /subscribers/{name}          remove it          404 if unknown
+    POST   /publics/{impu}/bar          bar one IMPU       404 if unknown
+    POST   /publics/{impu}/unbar        unbar it           (IMPU URL-encoded)
+
+Bodies are :class:`~webims.hss.provisioning.NewSubscriber` (POST) and
+:class:`SubscriberUpdate` (PUT); answers are
+:class:`~webims.hss.provisioning.SubscriberView`, which never holds a
+password or an HA1.  Every error is ``{"error": code, "detail": text}`` with
+its status (401, 404, 409, 422, 503), and a request that fails changes
+nothing: each change is one store transaction.
+
+The key is checked in a middleware, before the body is even read, and
+compared in constant time.  :func:`resolve_api_key` finds it: from the
+configuration, or from the key file it makes (mode 0600) on first start.
+
+:func:`serve_api` runs the app with uvicorn inside the caller's event loop,
+beside the HSS's Diameter listener: no signal handlers of its own (the
+process keeps its own), no lifespan, and it stops when its task is
+cancelled or when ``should_exit`` is set on the :class:`ApiServer` handed to
+``ready``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import secrets
+import socket
+import stat
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+import uvicorn
+from fastapi import APIRouter, Body, FastAPI, Request, Response, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from .model import InvalidSubscriber
+from .provisioning import (
+    NewSubscriber,
+    SubscriberFields,
+    SubscriberView,
+    WebUser,
+    describe_errors,
+)
+from .store import StoreError, SubscriberExists, SubscriberNotFound, SubscriberStore
+
+__all__ = [
+    "API_KEY_FILE",
+    "API_KEY_HEADER",
+    "ApiKey",
+    "ApiKeyError",
+    "ApiServer",
+    "SubscriberUpdate",
+    "create_app",
+    "resolve_api_key",
+    "serve_api",
+]
+
+log = logging.getLogger(__name__)
+
+API_KEY_HEADER = "X-API-Key"
+API_KEY_FILE = "hss-api-key"
+_PUBLIC_PATHS = frozenset({"/openapi.json"})
+
+
+class SubscriberUpdate(SubscriberFields):
+    """A PUT body: the fields, and the name if the client repeats it (it
+    must then be the one in the path)."""
+
+    name: WebUser | None = None
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def create_app(store: SubscriberStore, api_key: str) -> FastAPI:
+    """The provisioning API over ``store``, guarded by ``api_key``."""
+    if not api_key:
+        raise ValueError("the provisioning API needs a non-empty key")
+    expected = api_key.encode()
+    app = FastAPI(
+        title="webims HSS provisioning",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+
+    @app.middleware("http")
+    async def require_key(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.url.path not in _PUBLIC_PATHS:
+            given = request.headers.get(API_KEY_HEADER)
+            # compare_digest takes as long for a wrong key as for a right one.
+            if given is None or not hmac.compare_digest(given.encode(), expected):
+                return _error(401, "unauthorized", f"missing or wrong {API_KEY_HEADER} header")
+        return await call_next(request)
+
+    _install_error_handlers(app)
+    app.include_router(_routes(store))
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def exists(_: Request, exc: Exception) -> Response:
+        return _error(409, "exists", str(exc))
+
+    async def not_found(_: Request, exc: Exception) -> Response:
+        return _error(404, "not_found", str(exc))
+
+    async def invalid(_: Request, exc: Exception) -> Response:
+        return _error(422, "invalid", str(exc))
+
+    async def store_failed(_: Request, exc: Exception) -> Response:
+        log.error("provisioning: store error: %s", exc)
+        return _error(503, "store_unavailable", str(exc))
+
+    async def bad_request(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return _error(422, "invalid", describe_errors(exc.errors()))
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    app.add_exception_handler(SubscriberExists, exists)
+    app.add_exception_handler(SubscriberNotFound, not_found)
+    app.add_exception_handler(InvalidSubscriber, invalid)
+    app.add_exception_handler(StoreError, store_failed)
+    app.add_exception_handler(RequestValidationError, bad_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _routes(store: SubscriberStore) -> APIRouter:
+    # The scheme is declared for the OpenAPI document; the middleware enforces it.
+    scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+    router = APIRouter(dependencies=[Security(scheme)])
+    errors: dict[int | str, dict[str, str]] = {
+        401: {"description": "Missing or wrong API key"},
+        404: {"description": "No such subscriber or identity"},
+        409: {"description": "A name, IMPI or IMPU is already provisioned"},
+        422: {"description": "Invalid request"},
+    }
+
+    async def fetch(name: str) -> SubscriberView:
+        sub = await store.get(name)
+        if sub is None:
+            raise SubscriberNotFound(f"no subscriber {name!r}")
+        return SubscriberView.of(sub)
+
+    @router.get("/subscribers", responses=errors)
+    async def list_subscribers() -> list[SubscriberView]:
+        views = []
+        for name in await store.names():
+            sub = await store.get(name)
+            if sub is not None:  # removed meanwhile
+                views.append(SubscriberView.of(sub))
+        return views
+
+    @router.post("/subscribers", status_code=201, responses=errors)
+    async def add_subscriber(body: NewSubscriber, response: Response) -> SubscriberView:
+        await store.add(body.subscriber())
+        response.headers["Location"] = f"/subscribers/{quote(body.name, safe='')}"
+        return await fetch(body.name)
+
+    @router.get("/subscribers/{name}", responses=errors)
+    async def get_subscriber(name: str) -> SubscriberView:
+        return await fetch(name)
+
+    @router.put("/subscribers/{name}", responses=errors)
+    async def replace_subscriber(
+        name: str, body: Annotated[SubscriberUpdate, Body()]
+    ) -> SubscriberView:
+        if body.name is not None and body.name != name:
+            raise InvalidSubscriber(f"the body names {body.name!r}, the path {name!r}")
+        existing = await store.get(name)
+        if existing is None:
+            raise SubscriberNotFound(f"no subscriber {name!r}")
+        # A Cx registration landing between this read and the write would be
+        # undone by it; provisioning changes are rare enough to accept that.
+        await store.replace(body.build(name, existing))
+        return await fetch(name)
+
+    @router.delete("/subscribers/{name}", responses=errors)
+    async def remove_subscriber(name: str) -> SubscriberView:
+        return SubscriberView.of(await store.remove(name))
+
+    @router.post("/publics/{impu:path}/bar", responses=errors)
+    async def bar(impu: str) -> SubscriberView:
+        return SubscriberView.of(await store.set_barred(impu, True))
+
+    @router.post("/publics/{impu:path}/unbar", responses=errors)
+    async def unbar(impu: str) -> SubscriberView:
+        return SubscriberView.of(await store.set_barred(impu, False))
+
+    return router
+
+
+# -- the key ----------------------------------------------------------------------
+
+
+class ApiKeyError(Exception):
+    """The key file cannot be made or read safely."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    value: str
+    #: The file it is kept in; None when it comes from the configuration.
+    path: Path | None
+    #: Whether this start made it.
+    created: bool
+
+    def describe(self) -> str:
+        if self.path is None:
+            return "provisioning API key: from the configuration"
+        made = "new, " if self.created else ""
+        return f"provisioning API key: in {self.path} ({made}mode 0600)"
+
+
+def resolve_api_key(configured: str | None, data_dir: Path) -> ApiKey:
+    """The configured key, else the one in ``<data_dir>/hss-api-key``, made
+    there (random, mode 0600) if the file does not exist yet."""
+    if configured:
+        return ApiKey(configured, None, False)
+    path = data_dir / API_KEY_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return ApiKey(_read_key(path), path, False)
+    except OSError as err:
+        raise ApiKeyError(f"cannot create {path}: {err.strerror}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return ApiKey(value, path, True)
+
+
+def _read_key(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ApiKeyError(f"{path} is open to other users; chmod 600 it")
+        value = path.read_text().strip()
+    except OSError as err:
+        raise ApiKeyError(f"cannot read {path}: {err.strerror}") from None
+    if len(value) < 16:
+        raise ApiKeyError(f"{path} holds no key of at least 16 characters")
+    return value
+
+
+# -- serving ----------------------------------------------------------------------
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn's server without its process-wide signal handling, on a
+    socket bound before it starts (so that a busy port is an ``OSError`` for
+    the caller, and port 0 picks a free one)."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        super().__init__(config)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.create_server((host, port), family=family)
+        self.socket.setblocking(False)
+
+    @property
+    def port(self) -> int:
+        return int(self.socket.getsockname()[1])
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the process's own handlers stay in place
+
+    async def run_until_stopped(self) -> None:
+        sockets = [self.socket]
+        try:
+            await self.serve(sockets=sockets)
+        except asyncio.CancelledError:
+            if self.started:
+                self.should_exit = True
+                await self.shutdown(sockets=sockets)
+            raise
+        finally:
+            self.socket.close()
+
+
+async def serve_api(
+    app: FastAPI,
+    host: str,
+    port: int,
+    *,
+    ready: Callable[[ApiServer], None] | None = None,
+) -> None:
+    """Serve ``app`` on ``host``:``port`` until cancelled, or until
+    ``should_exit`` is set on the server handed to ``ready`` (called once the
+    socket is bound, so ``server.port`` tells an ephemeral port)."""
+    server = ApiServer(app, host, port)
+    if ready is not None:
+        ready(server)
+    await server.run_until_stopped()
