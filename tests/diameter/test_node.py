@@ -10,11 +10,10 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from diameter.message import Message
 
 from webims.diameter import base, cx
 from webims.diameter.base import Identity
-from webims.diameter.codec import decode, peek_header
+from webims.diameter.codec import AppMessage, decode, peek_header
 from webims.diameter.cx import CxMessage, avp, base_avp, cx_answer, cx_request
 from webims.diameter.cxdefs import CX_APPLICATION_ID, VENDOR_3GPP, CxCommand, CxResult
 from webims.diameter.errors import (
@@ -40,7 +39,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def uar(node: DiameterNode, n: int) -> Message:
+def uar(node: DiameterNode, n: int) -> AppMessage:
     return cx_request(
         node.me,
         CxCommand.USER_AUTHORIZATION,
@@ -55,7 +54,7 @@ def uar(node: DiameterNode, n: int) -> Message:
     )
 
 
-async def echo(request: Message, peer: Peer) -> Message:
+async def echo(request: AppMessage, peer: Peer) -> AppMessage:
     """Answers a UAR with Experimental-Result 2001 and the IMPU as Server-Name."""
     msg = CxMessage(request)
     await asyncio.sleep(0)
@@ -183,7 +182,7 @@ async def test_many_requests_in_flight_on_one_connection_are_matched() -> None:
 async def test_request_timeout_is_a_clear_error_and_the_connection_survives() -> None:
     async with pair() as (server, client, _):
 
-        async def slow(request: Message, peer: Peer) -> Message:
+        async def slow(request: AppMessage, peer: Peer) -> AppMessage:
             await asyncio.sleep(0.5)
             return await echo(request, peer)
 
@@ -216,7 +215,7 @@ async def test_unknown_command_gets_3001() -> None:
 async def test_handler_error_becomes_the_result_code_with_failed_avp() -> None:
     async with pair() as (server, client, _):
 
-        async def strict(request: Message, peer: Peer) -> Message:
+        async def strict(request: AppMessage, peer: Peer) -> AppMessage:
             CxMessage(request).require(cx.SERVER_NAME)
             raise AssertionError("not reached")
 
@@ -231,7 +230,7 @@ async def test_handler_crash_gets_5012_and_the_node_keeps_serving() -> None:
     async with pair() as (server, client, _):
         calls = 0
 
-        async def flaky(request: Message, peer: Peer) -> Message:
+        async def flaky(request: AppMessage, peer: Peer) -> AppMessage:
             nonlocal calls
             calls += 1
             if calls == 1:
@@ -375,7 +374,7 @@ async def test_pending_requests_fail_when_the_connection_drops() -> None:
     async with pair() as (server, client, _):
         started = asyncio.Event()
 
-        async def hang(request: Message, peer: Peer) -> Message:
+        async def hang(request: AppMessage, peer: Peer) -> AppMessage:
             started.set()
             await asyncio.sleep(10)
             raise AssertionError("not reached")

@@ -14,8 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from diameter.message import Message, MessageHeader
-from diameter.message.avp import Avp
+from diameter.message import Message
 from diameter.message.avp.grouped import VendorSpecificApplicationId
 from diameter.message.commands.capabilities_exchange import (
     CapabilitiesExchangeAnswer,
@@ -30,6 +29,7 @@ from diameter.message.commands.disconnect_peer import (
     DisconnectPeerRequest,
 )
 
+from .avp import Avp
 from .codec import (
     _FLAG_ERROR,
     _FLAG_PROXIABLE,
@@ -38,6 +38,8 @@ from .codec import (
     AVP_ORIGIN_REALM,
     AVP_RESULT_CODE,
     AVP_SESSION_ID,
+    AppHeader,
+    AppMessage,
 )
 from .errors import DIAMETER_SUCCESS
 
@@ -69,7 +71,9 @@ AVP_VENDOR_ID = 266
 AVP_AUTH_SESSION_STATE = 277
 AVP_FAILED_AVP = 279
 AVP_EXPERIMENTAL_RESULT = 297
+AVP_EXPERIMENTAL_RESULT_CODE = 298
 AVP_VENDOR_SPECIFIC_APPLICATION_ID = 260
+_COPIED = frozenset({AVP_SESSION_ID, AVP_VENDOR_SPECIFIC_APPLICATION_ID, AVP_AUTH_SESSION_STATE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,32 +201,32 @@ def dpa(me: Identity, request: Message) -> Message:
     return _origin(msg, me, DIAMETER_SUCCESS)
 
 
-def answer_header(request: Message, *, error: bool = False) -> MessageHeader:
+def answer_header(request: AppMessage, *, error: bool = False) -> AppHeader:
     """The header of the answer to ``request``: same command, application and
     identifiers, R bit clear, P bit kept, E bit when ``error``."""
     req = request.header
     flags = req.command_flags & _FLAG_PROXIABLE
     if error:
         flags |= _FLAG_ERROR
-    return MessageHeader(
-        command_flags=flags,
-        command_code=req.command_code,
-        application_id=req.application_id,
-        hop_by_hop_identifier=req.hop_by_hop_identifier,
-        end_to_end_identifier=req.end_to_end_identifier,
+    return AppHeader(
+        flags,
+        req.command_code,
+        req.application_id,
+        req.hop_by_hop_identifier,
+        req.end_to_end_identifier,
     )
 
 
 def make_answer(
     me: Identity,
-    request: Message,
+    request: AppMessage,
     result_code: int | None = None,
     *,
     experimental: tuple[int, int] | None = None,
     avps: Iterable[Avp] = (),
     failed_avps: Iterable[Avp] = (),
     error_message: str | None = None,
-) -> Message:
+) -> AppMessage:
     """The answer to ``request``, built AVP by AVP (RFC 6733 §6.2).
 
     Session-Id, Vendor-Specific-Application-Id and Auth-Session-State are
@@ -230,50 +234,34 @@ def make_answer(
     a Result-Code or an Experimental-Result {Vendor-Id, code}, then ``avps``,
     Error-Message and Failed-AVP.  Protocol errors (3xxx) set the E bit.
     """
+    copied: dict[int, Avp] = {}
+    for item in request.avps:
+        if item.vendor_id == 0 and item.code in _COPIED and item.code not in copied:
+            copied[item.code] = item
     out: list[Avp] = []
-    copied = {
-        AVP_SESSION_ID: None,
-        AVP_VENDOR_SPECIFIC_APPLICATION_ID: None,
-        AVP_AUTH_SESSION_STATE: None,
-    }
-    for avp in request.avps:
-        if avp.vendor_id == 0 and avp.code in copied and copied[avp.code] is None:
-            copied[avp.code] = avp
-    if copied[AVP_SESSION_ID] is not None:
+    if AVP_SESSION_ID in copied:
         out.append(copied[AVP_SESSION_ID])
-    if copied[AVP_VENDOR_SPECIFIC_APPLICATION_ID] is not None:
+    if AVP_VENDOR_SPECIFIC_APPLICATION_ID in copied:
         out.append(copied[AVP_VENDOR_SPECIFIC_APPLICATION_ID])
-    if experimental is None and result_code is not None:
-        out.append(Avp.new(AVP_RESULT_CODE, value=result_code))
-    elif experimental is not None:
+    if experimental is not None:
         vendor, code = experimental
         out.append(
             Avp.new(
                 AVP_EXPERIMENTAL_RESULT,
-                value=[Avp.new(AVP_VENDOR_ID, value=vendor), Avp.new(298, value=code)],
+                [Avp.new(AVP_VENDOR_ID, vendor), Avp.new(AVP_EXPERIMENTAL_RESULT_CODE, code)],
             )
         )
-    if copied[AVP_AUTH_SESSION_STATE] is not None:
+    elif result_code is not None:
+        out.append(Avp.new(AVP_RESULT_CODE, result_code))
+    if AVP_AUTH_SESSION_STATE in copied:
         out.append(copied[AVP_AUTH_SESSION_STATE])
-    out.append(Avp.new(AVP_ORIGIN_HOST, value=me.host_bytes))
-    out.append(Avp.new(AVP_ORIGIN_REALM, value=me.realm_bytes))
+    out.append(Avp.new(AVP_ORIGIN_HOST, me.host_bytes))
+    out.append(Avp.new(AVP_ORIGIN_REALM, me.realm_bytes))
     out.extend(avps)
     if error_message:
-        out.append(Avp.new(AVP_ERROR_MESSAGE, value=error_message))
+        out.append(Avp.new(AVP_ERROR_MESSAGE, error_message, mandatory=False))
     failed = list(failed_avps)
     if failed:
-        out.append(Avp.new(AVP_FAILED_AVP, value=failed))
+        out.append(Avp.new(AVP_FAILED_AVP, failed))
     error = experimental is None and result_code is not None and 3000 <= result_code < 4000
-    return Message(answer_header(request, error=error), out)
-
-
-def answer_result(answer: Message) -> tuple[int, bool] | None:
-    """(code, experimental) of an answer, or None when it has neither AVP."""
-    for avp in answer.avps:
-        if avp.code == AVP_RESULT_CODE and avp.vendor_id == 0:
-            return int(avp.value), False
-        if avp.code == AVP_EXPERIMENTAL_RESULT and avp.vendor_id == 0:
-            for sub in avp.value:
-                if sub.code == 298:
-                    return int(sub.value), True
-    return None
+    return AppMessage(answer_header(request, error=error), out)

@@ -9,11 +9,13 @@ it rejects, DIAMETER_INVALID_AVP_BITS (3009), never as another exception.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+from typing import TypeAlias
 
-from diameter.message import Message, MessageHeader
-from diameter.message.avp import Avp
+from diameter.message import Message
 
+from .avp import Avp, encode_avps, parse_avps
 from .errors import DIAMETER_INVALID_AVP_LENGTH, DIAMETER_INVALID_HDR_BITS, DiameterError
 from .framing import HEADER_LENGTH
 
@@ -48,7 +50,90 @@ class Header:
         return bool(self.flags & _FLAG_REQUEST)
 
 
-DecodedMessage = Message
+class AppHeader:
+    """The header of an application message, with the attribute names of
+    python-diameter's ``MessageHeader`` so that both read alike."""
+
+    __slots__ = (
+        "application_id",
+        "command_code",
+        "command_flags",
+        "end_to_end_identifier",
+        "hop_by_hop_identifier",
+    )
+
+    def __init__(
+        self,
+        command_flags: int = 0,
+        command_code: int = 0,
+        application_id: int = 0,
+        hop_by_hop_identifier: int = 0,
+        end_to_end_identifier: int = 0,
+    ) -> None:
+        self.command_flags = command_flags
+        self.command_code = command_code
+        self.application_id = application_id
+        self.hop_by_hop_identifier = hop_by_hop_identifier
+        self.end_to_end_identifier = end_to_end_identifier
+
+    def _flag(self, bit: int, on: bool) -> None:
+        self.command_flags = (self.command_flags | bit) if on else (self.command_flags & ~bit)
+
+    @property
+    def is_request(self) -> bool:
+        return bool(self.command_flags & _FLAG_REQUEST)
+
+    @is_request.setter
+    def is_request(self, on: bool) -> None:
+        self._flag(_FLAG_REQUEST, on)
+
+    @property
+    def is_proxyable(self) -> bool:
+        return bool(self.command_flags & _FLAG_PROXIABLE)
+
+    @is_proxyable.setter
+    def is_proxyable(self, on: bool) -> None:
+        self._flag(_FLAG_PROXIABLE, on)
+
+    @property
+    def is_error(self) -> bool:
+        return bool(self.command_flags & _FLAG_ERROR)
+
+    @is_error.setter
+    def is_error(self, on: bool) -> None:
+        self._flag(_FLAG_ERROR, on)
+
+
+class AppMessage:
+    """An application message (Cx): a header and its AVPs in order
+    (:mod:`.avp`), encoded and decoded without python-diameter's classes."""
+
+    __slots__ = ("avps", "header")
+
+    def __init__(self, header: AppHeader, avps: list[Avp]) -> None:
+        self.header = header
+        self.avps = avps
+
+    def as_bytes(self) -> bytes:
+        body = encode_avps(self.avps)
+        h = self.header
+        return (
+            _APP_HEADER.pack(
+                (1 << 24) | (HEADER_LENGTH + len(body)),
+                (h.command_flags << 24) | h.command_code,
+                h.application_id,
+                h.hop_by_hop_identifier,
+                h.end_to_end_identifier,
+            )
+            + body
+        )
+
+
+_APP_HEADER = struct.Struct(">IIIII")
+
+#: What :func:`decode` returns: python-diameter's typed class for the
+#: base-protocol commands, :class:`AppMessage` for the others.
+DecodedMessage: TypeAlias = "Message | AppMessage"
 
 
 def peek_header(data: bytes) -> Header:
@@ -72,7 +157,7 @@ def peek_header(data: bytes) -> Header:
 _TYPED_COMMANDS = frozenset({257, 280, 282})
 
 
-def decode(data: bytes) -> Message:
+def decode(data: bytes) -> DecodedMessage:
     """Decode one framed message; bad AVPs raise :class:`DiameterError`."""
     header = peek_header(data)
     if header.flags & 0x0F:
@@ -80,7 +165,21 @@ def decode(data: bytes) -> Message:
     if header.is_request and header.flags & _FLAG_ERROR:
         raise DiameterError(DIAMETER_INVALID_HDR_BITS, "E bit set in a request")
     try:
-        return Message.from_bytes(data, plain_msg=header.command_code not in _TYPED_COMMANDS)
+        if header.command_code not in _TYPED_COMMANDS:
+            return AppMessage(
+                AppHeader(
+                    header.flags,
+                    header.command_code,
+                    header.application_id,
+                    header.hop_by_hop,
+                    header.end_to_end,
+                ),
+                parse_avps(data, HEADER_LENGTH, min(header.length, len(data))),
+            )
+        typed: DecodedMessage = Message.from_bytes(data)
+        return typed
+    except DiameterError:
+        raise
     except Exception as err:  # the codec raises several kinds for bad bytes
         raise DiameterError(DIAMETER_INVALID_AVP_LENGTH, f"undecodable AVPs: {err}") from None
 
@@ -102,21 +201,17 @@ def error_answer(
     flags = request.flags & _FLAG_PROXIABLE
     if 3000 <= result_code < 4000:
         flags |= _FLAG_ERROR
-    header = MessageHeader(
-        command_flags=flags,
-        command_code=request.command_code,
-        application_id=request.application_id,
-        hop_by_hop_identifier=request.hop_by_hop,
-        end_to_end_identifier=request.end_to_end,
+    header = AppHeader(
+        flags, request.command_code, request.application_id, request.hop_by_hop, request.end_to_end
     )
     avps: list[Avp] = []
     if session_id is not None:
-        avps.append(Avp.new(AVP_SESSION_ID, value=session_id))
+        avps.append(Avp.new(AVP_SESSION_ID, session_id))
     avps += [
-        Avp.new(AVP_ORIGIN_HOST, value=origin_host),
-        Avp.new(AVP_ORIGIN_REALM, value=origin_realm),
-        Avp.new(AVP_RESULT_CODE, value=result_code),
+        Avp.new(AVP_ORIGIN_HOST, origin_host),
+        Avp.new(AVP_ORIGIN_REALM, origin_realm),
+        Avp.new(AVP_RESULT_CODE, result_code),
     ]
     if error_message:
-        avps.append(Avp.new(AVP_ERROR_MESSAGE, value=error_message))
-    return bytes(Message(header, avps).as_bytes())
+        avps.append(Avp.new(AVP_ERROR_MESSAGE, error_message, mandatory=False))
+    return AppMessage(header, avps).as_bytes()

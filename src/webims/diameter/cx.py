@@ -26,11 +26,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from diameter.message import Message, MessageHeader
-from diameter.message.avp import Avp
-from diameter.message.avp.avp import AvpUnsigned32
-
+from .avp import Avp
 from .base import Identity, make_answer
+from .codec import AppHeader, AppMessage
 from .cxdefs import (
     CX_APPLICATION_ID,
     DIAMETER_MISSING_AVP,
@@ -121,12 +119,7 @@ _LAST_MANDATORY_3GPP = 635
 def avp(code: int, value: Any, *, vendor: int = VENDOR_3GPP) -> Avp:
     """One AVP with the flags TS 29.229 gives it."""
     mandatory = True if vendor == 0 else code <= _LAST_MANDATORY_3GPP
-    if code == RTR_FLAGS:  # not in python-diameter's dictionary
-        item = AvpUnsigned32(code, vendor_id=vendor)
-        item.value = value
-        item.is_mandatory = False
-        return item
-    return Avp.new(code, vendor, value=value, is_mandatory=mandatory)
+    return Avp.new(code, value, vendor=vendor, mandatory=mandatory)
 
 
 def base_avp(code: int, value: Any) -> Avp:
@@ -141,7 +134,7 @@ class CxMessage:
 
     __slots__ = ("_index", "message")
 
-    def __init__(self, message: Message) -> None:
+    def __init__(self, message: AppMessage) -> None:
         self.message = message
         index: dict[tuple[int, int], list[Avp]] = defaultdict(list)
         for item in message.avps:
@@ -160,7 +153,7 @@ class CxMessage:
         with a Failed-AVP naming it (RFC 6733 §7.5)."""
         items = self._index.get((code, vendor))
         if not items:
-            failed = Avp.new(code, vendor) if _known(code, vendor) else Avp(code, vendor)
+            failed = Avp.example(code, vendor)
             raise DiameterError(DIAMETER_MISSING_AVP, f"missing AVP {code}", [failed])
         return items[0].value
 
@@ -183,14 +176,6 @@ class CxMessage:
                 if sub.code == EXPERIMENTAL_RESULT_CODE:
                     return CxResult(int(sub.value), True)
         return CxResult.base(0)
-
-
-def _known(code: int, vendor: int) -> bool:
-    try:
-        Avp.new(code, vendor)
-    except ValueError:
-        return False
-    return True
 
 
 def _text(value: Any) -> str:
@@ -414,7 +399,7 @@ def cx_request(
     destination_realm: str,
     destination_host: str | None,
     avps: Iterable[Avp],
-) -> Message:
+) -> AppMessage:
     """A Cx request: the header, then Session-Id, Vendor-Specific-Application-Id,
     Auth-Session-State, Origin-*, Destination-* and ``avps`` (TS 29.229 §6.1)."""
     items = [
@@ -431,20 +416,20 @@ def cx_request(
         items.append(base_avp(DESTINATION_HOST, destination_host.encode()))
     items.append(base_avp(DESTINATION_REALM, destination_realm.encode()))
     items.extend(avps)
-    header = MessageHeader(
+    header = AppHeader(
         command_flags=0xC0,  # Request, Proxiable
         command_code=int(command),
         application_id=CX_APPLICATION_ID,
     )
-    return Message(header, items)
+    return AppMessage(header, items)
 
 
 def cx_answer(
     me: Identity,
-    request: Message,
+    request: AppMessage,
     result: CxResult,
     avps: Iterable[Avp] = (),
-) -> Message:
+) -> AppMessage:
     """The answer to a Cx request with ``result`` in the AVP it belongs in."""
     if result.experimental:
         return make_answer(me, request, experimental=(VENDOR_3GPP, result.code), avps=avps)
@@ -606,7 +591,7 @@ class CxClient:
         """Answer Registration-Termination-Requests with ``handler``'s result."""
         me = self.node.me
 
-        async def on_rtr(request: Message, peer: Peer) -> Message:
+        async def on_rtr(request: AppMessage, peer: Peer) -> AppMessage:
             msg = CxMessage(request)
             reason = msg.require(DEREGISTRATION_REASON)
             values = {(i.code, i.vendor_id): i.value for i in reason}
@@ -628,7 +613,7 @@ class CxClient:
         """Answer Push-Profile-Requests with ``handler``'s result."""
         me = self.node.me
 
-        async def on_ppr(request: Message, peer: Peer) -> Message:
+        async def on_ppr(request: AppMessage, peer: Peer) -> AppMessage:
             msg = CxMessage(request)
             charging = msg.all(CHARGING_INFORMATION)
             waf, wwsf = read_allowed_entities(msg)

@@ -48,7 +48,7 @@ from typing import Any, cast
 from diameter.message import Message
 
 from . import base
-from .codec import Header, decode, error_answer, peek_header
+from .codec import AppMessage, Header, decode, error_answer, peek_header
 from .errors import (
     DIAMETER_APPLICATION_UNSUPPORTED,
     DIAMETER_COMMAND_UNSUPPORTED,
@@ -70,7 +70,7 @@ __all__ = ["DiameterNode", "Handler", "NodeConfig", "Peer"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Message, "Peer"], Awaitable[Message]]
+Handler = Callable[[AppMessage, "Peer"], Awaitable[AppMessage]]
 
 _BASE_APPLICATION = 0
 

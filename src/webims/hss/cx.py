@@ -24,11 +24,11 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from diameter.message import Message
 from diameter.message.avp import Avp
 
 from ..diameter import cx
 from ..diameter.base import Identity
+from ..diameter.codec import AppMessage
 from ..diameter.cx import (
     Capabilities,
     ChargingInfo,
@@ -111,7 +111,7 @@ class CxServer:
 
     # -- requests from the CSCFs -----------------------------------------------------
 
-    def _read(self, request: Message) -> CxMessage:
+    def _read(self, request: AppMessage) -> CxMessage:
         msg = CxMessage(request)
         realm = msg.require(cx.DESTINATION_REALM, 0)
         if realm != self.me.realm_bytes:
@@ -127,7 +127,7 @@ class CxServer:
         msg.require(cx.ORIGIN_HOST, 0)
         return msg
 
-    async def on_uar(self, request: Message, peer: Peer) -> Message:
+    async def on_uar(self, request: AppMessage, peer: Peer) -> AppMessage:
         msg = self._read(request)
         req = proc.UarRequest(
             impi=str(msg.require(cx.USER_NAME, 0)),
@@ -149,7 +149,7 @@ class CxServer:
         avps += _capabilities(ans.capabilities)
         return cx_answer(self.me, request, ans.result, avps)
 
-    async def on_sar(self, request: Message, peer: Peer) -> Message:
+    async def on_sar(self, request: AppMessage, peer: Peer) -> AppMessage:
         msg = self._read(request)
         user_name = msg.first(cx.USER_NAME, 0)
         req = SarRequest(
@@ -190,7 +190,7 @@ class CxServer:
             self.node._spawn(self._deliver_rtr(ans.rtr))
         return answer
 
-    async def on_mar(self, request: Message, peer: Peer) -> Message:
+    async def on_mar(self, request: AppMessage, peer: Peer) -> AppMessage:
         msg = self._read(request)
         scheme = "Unknown"
         for group in msg.all(cx.SIP_AUTH_DATA_ITEM):
@@ -225,7 +225,7 @@ class CxServer:
             self.node._spawn(self._deliver_rtr(ans.rtr))
         return answer
 
-    async def on_lir(self, request: Message, peer: Peer) -> Message:
+    async def on_lir(self, request: AppMessage, peer: Peer) -> AppMessage:
         msg = self._read(request)
         auth_type = msg.first(cx.USER_AUTHORIZATION_TYPE)
         req = proc.LirRequest(

@@ -1,0 +1,238 @@
+"""HSS throughput and Cx client latency over a real Diameter connection.
+
+Targets (issue 3): >= 3,000 UAR/UAA and SAR/SAA round trips per second with
+many requests in flight on one connection, the HSS on one core with the
+SQLite store; the Cx client adds < 1 ms p99 to a CSCF's handling at that
+rate.
+
+The HSS runs as its own process (``webims run hss``), pinned to CPU 0; this
+process, the client, is pinned to CPU 1.  Subscribers ``bench<n>`` are
+provisioned first.  Three phases over one connection:
+
+1. UAR/UAA, closed loop with ``--window`` requests in flight: the rate.
+2. SAR/SAA, the same, alternating REGISTRATION and USER_DEREGISTRATION so
+   that every SAR commits a write to the store.
+3. UAR/UAA open loop at ``--rate`` per second: the client-side round-trip
+   time, p50/p99 (what a CSCF waits for the HSS, its own share included).
+
+Prints each figure with its target, and with ``--json`` one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from webims.diameter.base import Identity  # noqa: E402
+from webims.diameter.cx import CxClient  # noqa: E402
+from webims.diameter.cxdefs import (  # noqa: E402
+    CX_APPLICATION_ID,
+    VENDOR_3GPP,
+    ServerAssignmentType,
+)
+from webims.diameter.node import DiameterNode, NodeConfig  # noqa: E402
+from webims.hss.model import PrivateIdentity, PublicIdentity, Subscriber  # noqa: E402
+from webims.hss.sqlite_store import SqliteStore  # noqa: E402
+from webims.transport.loop import install_event_loop_policy  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+SCSCF = "sip:scscf.home1.net:5080"
+
+
+def pin(cpu: int) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def user(n: int) -> tuple[str, str]:
+    return f"bench{n}_private@home1.net", f"sip:bench{n}_public1@home1.net"
+
+
+async def provision(path: Path, users: int) -> None:
+    async with SqliteStore(path) as store:
+        for n in range(users):
+            impi, impu = user(n)
+            await store.add(
+                Subscriber(
+                    name=f"bench{n}",
+                    privates=(PrivateIdentity.with_password(impi, "secret", (impu,)),),
+                    publics=(PublicIdentity(impu, irs="1", service_profile="default"),),
+                    allowed_waf=("webrtc_authserver1@thirdparty.net",),
+                )
+            )
+
+
+def start_hss(data: Path, port: int) -> subprocess.Popen[str]:
+    config = data / "webims.toml"
+    config.write_text(f'data_dir = "{data}"\n[hss]\ndiameter_port = {port}\napi_port = 0\n')
+    proc = subprocess.Popen(
+        [*pin(0), str(Path(sys.executable).with_name("webims")), "run", "hss", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "ready" in line:
+            return proc
+    raise SystemExit(f"the HSS did not start (exit {proc.wait()})")
+
+
+async def closed_loop(
+    label: str, call: object, users: int, *, seconds: float, window: int, hss_pid: int
+) -> dict[str, float]:
+    done = failed = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker(first: int) -> None:
+        nonlocal done, failed
+        n = first
+        while time.perf_counter() < stop_at:
+            ok = await call(n % users)  # type: ignore[operator]
+            done += 1
+            failed += not ok
+            n += window
+
+    cpu0 = cpu_seconds(hss_pid)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(window)))
+    elapsed = time.perf_counter() - t0
+    cpu = cpu_seconds(hss_pid) - cpu0
+    rate = done / elapsed
+    print(
+        f"{label}: {rate:,.0f}/s over {elapsed:.1f} s, {window} in flight, {failed} failed; "
+        f"HSS CPU {cpu / elapsed * 100:.0f}% of a core, {cpu / max(done, 1) * 1e6:.0f} µs/request"
+        f"  (target >= 3,000/s)"
+    )
+    return {"rate": rate, "failed": failed, "hss_us_per_request": cpu / max(done, 1) * 1e6}
+
+
+async def open_loop(cx: CxClient, users: int, rate: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    failed = 0
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(n: int) -> None:
+        nonlocal failed
+        impi, impu = user(n % users)
+        t = time.perf_counter()
+        answer = await cx.uar(impi, impu, "home1.net")
+        latencies.append(time.perf_counter() - t)
+        failed += not answer.result.success
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    total = int(rate * seconds)
+    for n in range(total):
+        delay = start + n / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.ensure_future(one(n))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000
+    print(
+        f"UAR at {rate:,}/s offered for {seconds:g} s: {len(latencies)} answered, {failed} failed; "
+        f"round trip p50 {p50:.2f} ms, p99 {p99:.2f} ms  (target p99 < 1 ms)"
+    )
+    return {"offered": rate, "p50_ms": p50, "p99_ms": p99, "failed": failed}
+
+
+async def run(args: argparse.Namespace, hss_pid: int, port: int) -> dict[str, object]:
+    node = DiameterNode(
+        Identity("scscf.home1.net", "home1.net", ((VENDOR_3GPP, CX_APPLICATION_ID),)),
+        NodeConfig(request_timeout=10),
+    )
+    node.add_peer("hss.home1.net", "127.0.0.1", port)
+    await node.wait_open("hss.home1.net", 10)
+    cx = CxClient(node, destination_realm="home1.net", destination_host="hss.home1.net")
+
+    async def uar(n: int) -> bool:
+        impi, impu = user(n)
+        return (await cx.uar(impi, impu, "home1.net")).result.success
+
+    registered: set[int] = set()
+
+    async def sar(n: int) -> bool:
+        impi, impu = user(n)
+        kind = (
+            ServerAssignmentType.USER_DEREGISTRATION
+            if n in registered
+            else ServerAssignmentType.REGISTRATION
+        )
+        registered.symmetric_difference_update({n})
+        answer = await cx.sar([impu], SCSCF, kind, impi=impi)
+        return answer.result.success
+
+    try:
+        await asyncio.sleep(0.5)
+        results: dict[str, object] = {}
+        results["uar"] = await closed_loop(
+            "UAR/UAA", uar, args.users, seconds=args.seconds, window=args.window, hss_pid=hss_pid
+        )
+        results["sar"] = await closed_loop(
+            "SAR/SAA", sar, args.users, seconds=args.seconds, window=args.window, hss_pid=hss_pid
+        )
+        results["latency"] = await open_loop(cx, args.users, args.rate, args.seconds)
+        return results
+    finally:
+        await node.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--window", type=int, default=64, help="requests in flight")
+    parser.add_argument("--rate", type=int, default=3000, help="open-loop UAR rate")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if pin(1):
+        os.sched_setaffinity(0, {1})
+    install_event_loop_policy()
+    with tempfile.TemporaryDirectory(prefix="bench-cx-") as tmp:
+        data = Path(tmp)
+        t = time.perf_counter()
+        asyncio.run(provision(data / "hss.sqlite3", args.users))
+        print(f"provisioned {args.users} subscribers in {time.perf_counter() - t:.1f} s")
+        port = free_port()
+        hss = start_hss(data, port)
+        try:
+            results = asyncio.run(run(args, hss.pid, port))
+        finally:
+            hss.send_signal(signal.SIGTERM)
+            hss.wait(10)
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
