@@ -332,6 +332,50 @@ async def test_set_barred(store: SubscriberStore) -> None:
     assert await store.get("user1") == sub
 
 
+async def test_concurrent_writers_never_show_half_a_registration(store_url: str) -> None:
+    """Writers on several connections register and deregister an implicit
+    set while others bar and read it: every read sees a whole transaction."""
+    irs1 = ["sip:user1_public1@home1.net", "tel:+15550001"]
+    stores = [open_store(store_url) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))
+    await stores[0].add(replace(full(), assignment=None))
+    reads = 0
+
+    async def register(store: SubscriberStore, k: int) -> None:
+        for j in range(15):
+            if (j + k) % 2:
+                scscf = ServerAssignment(f"sip:scscf{k}.home1.net", f"scscf{k}.home1.net")
+                await store.set_registration("user1", irs1, RegistrationState.REGISTERED, scscf)
+            else:
+                await store.set_registration("user1", irs1, RegistrationState.NOT_REGISTERED, None)
+
+    async def bar(store: SubscriberStore) -> None:
+        for j in range(15):
+            await store.set_barred("sip:user1_public2@home1.net", bool(j % 2))
+
+    async def read(store: SubscriberStore) -> None:
+        nonlocal reads
+        for _ in range(30):
+            sub = await store.by_impu("tel:+15550001")
+            assert sub is not None
+            states = {p.state for p in sub.publics if p.impu in irs1}
+            assert len(states) == 1, "half a registration"
+            assert (sub.assignment is None) == (states == {RegistrationState.NOT_REGISTERED})
+            reads += 1
+
+    try:
+        await asyncio.gather(
+            register(stores[0], 1),
+            register(stores[1], 2),
+            bar(stores[2]),
+            read(stores[2]),
+            read(stores[1]),
+        )
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+    assert reads == 60
+
+
 # -- replace, remove ---------------------------------------------------------------
 
 
