@@ -340,7 +340,7 @@ class SqlStore(SubscriberStore):
         if found is not None:
             return found
         # No exact IMPU: the first wildcarded identity whose range holds it,
-        # in the order the subscribers were added.
+        # by subscriber row id (the order of adding, or of the last replace).
         for sid, wildcard in await self._query(self._sql.wildcards):
             pattern = _wildcard(wildcard)
             if pattern is not None and pattern.fullmatch(impu):
