@@ -187,7 +187,7 @@ async def test_request_timeout_is_a_clear_error_and_the_connection_survives() ->
             return await echo(request, peer)
 
         server.add_handler(CX_APPLICATION_ID, CxCommand.USER_AUTHORIZATION, slow)
-        with pytest.raises(RequestTimeout, match=r"no answer within 0\.1 s"):
+        with pytest.raises(RequestTimeout, match=r"no answer from hss\.home1\.net in time"):
             await client.request(uar(client, 1), timeout=0.1)
         answer = await client.request(uar(client, 2), timeout=2)
         assert CxMessage(answer).text(cx.SERVER_NAME) == "sip:user2@home1.net"

@@ -97,13 +97,14 @@ def kind_of(code: int, vendor: int) -> tuple[str, type | None]:
 class Avp:
     """One AVP: code, flags, Vendor-Id (0 for none) and payload bytes."""
 
-    __slots__ = ("code", "data", "flags", "vendor_id")
+    __slots__ = ("_wire", "code", "data", "flags", "vendor_id")
 
     def __init__(self, code: int, vendor_id: int, flags: int, data: bytes) -> None:
         self.code = code
         self.vendor_id = vendor_id
         self.flags = flags
         self.data = data
+        self._wire: bytes | None = None
 
     @classmethod
     def new(cls, code: int, value: Any, *, vendor: int = 0, mandatory: bool = True) -> Avp:
@@ -157,6 +158,9 @@ class Avp:
             ) from None
 
     def encode(self) -> bytes:
+        """The AVP on the wire, padded (kept: an AVP is not changed once made)."""
+        if self._wire is not None:
+            return self._wire
         data = self.data
         length = (12 if self.vendor_id else 8) + len(data)
         pad = b"\0" * (-length % 4)
@@ -164,7 +168,8 @@ class Avp:
             head = _HEAD_V.pack(self.code, self.flags, length.to_bytes(3, "big"), self.vendor_id)
         else:
             head = _HEAD.pack(self.code, self.flags, length.to_bytes(3, "big"))
-        return head + data + pad
+        self._wire = head + data + pad
+        return self._wire
 
     def __repr__(self) -> str:
         return f"Avp({self.code}, vendor={self.vendor_id}, flags={self.flags:#x}, {self.data!r})"

@@ -8,6 +8,7 @@ Supported-Vendor-Id 10415 (TS 29.229 §6).
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -201,6 +202,11 @@ def dpa(me: Identity, request: Message) -> Message:
     return _origin(msg, me, DIAMETER_SUCCESS)
 
 
+@functools.lru_cache(maxsize=8)
+def _origin_avps(host: str, realm: str) -> tuple[Avp, Avp]:
+    return Avp.new(AVP_ORIGIN_HOST, host.encode()), Avp.new(AVP_ORIGIN_REALM, realm.encode())
+
+
 def answer_header(request: AppMessage, *, error: bool = False) -> AppHeader:
     """The header of the answer to ``request``: same command, application and
     identifiers, R bit clear, P bit kept, E bit when ``error``."""
@@ -255,8 +261,7 @@ def make_answer(
         out.append(Avp.new(AVP_RESULT_CODE, result_code))
     if AVP_AUTH_SESSION_STATE in copied:
         out.append(copied[AVP_AUTH_SESSION_STATE])
-    out.append(Avp.new(AVP_ORIGIN_HOST, me.host_bytes))
-    out.append(Avp.new(AVP_ORIGIN_REALM, me.realm_bytes))
+    out += _origin_avps(me.origin_host, me.origin_realm)
     out.extend(avps)
     if error_message:
         out.append(Avp.new(AVP_ERROR_MESSAGE, error_message, mandatory=False))

@@ -19,6 +19,7 @@ procedures is :meth:`CxClient.serve_rtr` and :meth:`CxClient.serve_ppr`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections import defaultdict
@@ -402,19 +403,8 @@ def cx_request(
 ) -> AppMessage:
     """A Cx request: the header, then Session-Id, Vendor-Specific-Application-Id,
     Auth-Session-State, Origin-*, Destination-* and ``avps`` (TS 29.229 §6.1)."""
-    items = [
-        base_avp(SESSION_ID, session_id),
-        base_avp(
-            VENDOR_SPECIFIC_APPLICATION_ID,
-            [base_avp(VENDOR_ID, VENDOR_3GPP), base_avp(AUTH_APPLICATION_ID, CX_APPLICATION_ID)],
-        ),
-        base_avp(AUTH_SESSION_STATE, AUTH_SESSION_STATE_NO_STATE_MAINTAINED),
-        base_avp(ORIGIN_HOST, me.host_bytes),
-        base_avp(ORIGIN_REALM, me.realm_bytes),
-    ]
-    if destination_host:
-        items.append(base_avp(DESTINATION_HOST, destination_host.encode()))
-    items.append(base_avp(DESTINATION_REALM, destination_realm.encode()))
+    items = [base_avp(SESSION_ID, session_id)]
+    items += _fixed_avps(me.origin_host, me.origin_realm, destination_host, destination_realm)
     items.extend(avps)
     header = AppHeader(
         command_flags=0xC0,  # Request, Proxiable
@@ -422,6 +412,27 @@ def cx_request(
         application_id=CX_APPLICATION_ID,
     )
     return AppMessage(header, items)
+
+
+@functools.lru_cache(maxsize=64)
+def _fixed_avps(
+    origin_host: str, origin_realm: str, destination_host: str | None, destination_realm: str
+) -> tuple[Avp, ...]:
+    """The AVPs every Cx request from one node to one peer repeats, made (and
+    encoded) once."""
+    items = [
+        base_avp(
+            VENDOR_SPECIFIC_APPLICATION_ID,
+            [base_avp(VENDOR_ID, VENDOR_3GPP), base_avp(AUTH_APPLICATION_ID, CX_APPLICATION_ID)],
+        ),
+        base_avp(AUTH_SESSION_STATE, AUTH_SESSION_STATE_NO_STATE_MAINTAINED),
+        base_avp(ORIGIN_HOST, origin_host.encode()),
+        base_avp(ORIGIN_REALM, origin_realm.encode()),
+    ]
+    if destination_host:
+        items.append(base_avp(DESTINATION_HOST, destination_host.encode()))
+    items.append(base_avp(DESTINATION_REALM, destination_realm.encode()))
+    return tuple(items)
 
 
 def cx_answer(

@@ -39,8 +39,10 @@ peer and carries out its actions on the sockets.  On top of it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -73,6 +75,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[AppMessage, "Peer"], Awaitable[AppMessage]]
 
 _BASE_APPLICATION = 0
+_SWEEP = 0.05
+_FLUSH_AT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +108,16 @@ class _Connection(asyncio.Protocol):
         self.framer = DiameterFramer(node.config.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self._out: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses.
         self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Answers are small and pipelined: never hold one back for an ACK.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if not self.initiator:
             self.node._accepted.add(self)
 
@@ -130,8 +140,23 @@ class _Connection(asyncio.Protocol):
         self.node._on_lost(self)
 
     def send(self, data: bytes) -> None:
+        """Queue ``data``; what is queued in one turn of the loop goes out in
+        one write (pipelined answers cost one system call, not one each)."""
         if self.transport is not None and not self.closed:
-            self.transport.write(data)
+            out = self._out
+            if not out:
+                asyncio.get_running_loop().call_soon(self.flush)
+            out.append(data)
+            if len(out) >= _FLUSH_AT:
+                # Keep the peer busy: a long burst goes out in slices, so
+                # that the peer works on the first while this side makes
+                # the rest (otherwise both would take turns, batch by batch).
+                self.flush()
+
+    def flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(out))
 
     def close(self, *, abort: bool = False) -> None:
         """Close after what is queued is written, or at once with ``abort``
@@ -139,8 +164,10 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.closed = True
             if abort:
+                self._out = []
                 self.transport.abort()
             else:
+                self.flush()
                 self.transport.close()
 
     def peername(self) -> str:
@@ -166,7 +193,8 @@ class Peer:
     i_conn: _Connection | None = None
     r_conn: _Connection | None = None
     r_cer: Message | None = None
-    pending: dict[int, asyncio.Future[Message]] = field(default_factory=dict)
+    #: Hop-by-Hop Identifier -> (the answer's future, its deadline).
+    pending: dict[int, tuple[asyncio.Future[AppMessage], float]] = field(default_factory=dict)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
     last_rx: float = 0.0
     dwr_outstanding: bool = False
@@ -225,6 +253,7 @@ class DiameterNode:
         self._accepted: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._sweeper: asyncio.TimerHandle | None = None
         self._apps = identity.application_ids()
         #: Counters a test or the metrics can read.
         self.stats: dict[str, int] = {
@@ -338,17 +367,34 @@ class DiameterNode:
             header.end_to_end_identifier = self.ids.end_to_end()
         raw = bytes(message.as_bytes())
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Message] = loop.create_future()
-        peer.pending[hop] = future
+        future: asyncio.Future[AppMessage] = loop.create_future()
         wait = self.config.request_timeout if timeout is None else timeout
-        timer = loop.call_later(wait, _expire, future, wait)
+        peer.pending[hop] = (future, loop.time() + wait)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(_SWEEP, self._sweep)
         self.stats["requests_out"] += 1
         try:
             self._fire(peer, PeerEvent.SEND_MESSAGE, _Context(raw=raw))
             return await future
         finally:
-            timer.cancel()
             peer.pending.pop(hop, None)
+
+    def _sweep(self) -> None:
+        """Fail the requests whose deadline passed (one timer for them all,
+        not one per request: timeouts are checked every 50 ms)."""
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        waiting = False
+        for peer in self.peers.values():
+            for future, deadline in peer.pending.values():
+                if future.done():
+                    continue
+                if deadline <= now:
+                    future.set_exception(RequestTimeout(f"no answer from {peer.identity} in time"))
+                else:
+                    waiting = True
+        if waiting:
+            self._sweeper = asyncio.get_running_loop().call_later(_SWEEP, self._sweep)
 
     # -- events from the connections ------------------------------------------
 
@@ -648,9 +694,9 @@ class DiameterNode:
     def _process(self, peer: Peer, conn: _Connection, message: Message) -> None:
         header = message.header
         if not header.is_request:
-            future = peer.pending.get(header.hop_by_hop_identifier)
-            if future is not None and not future.done():
-                future.set_result(message)
+            entry = peer.pending.get(header.hop_by_hop_identifier)
+            if entry is not None and not entry[0].done():
+                entry[0].set_result(message)
             else:
                 log.info(
                     "answer from %s matches no request (hop-by-hop %#x)",
@@ -700,7 +746,7 @@ class DiameterNode:
 
     def _fail_pending(self, peer: Peer, err: Exception) -> None:
         pending, peer.pending = peer.pending, {}
-        for future in pending.values():
+        for future, _deadline in pending.values():
             if not future.done():
                 future.set_exception(err)
 
@@ -780,8 +826,3 @@ class DiameterNode:
 
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
         asyncio.get_running_loop().call_soon(fn, *args)
-
-
-def _expire(future: asyncio.Future[Message], wait: float) -> None:
-    if not future.done():
-        future.set_exception(RequestTimeout(f"no answer within {wait:g} s"))

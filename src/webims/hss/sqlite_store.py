@@ -9,6 +9,17 @@ even while another process (the provisioning CLI) writes.  sqlite3 keeps the
 prepared statements of a connection in a cache keyed by their text, and every
 statement here is a constant, so each is compiled once.
 
+Checkpoints (moving the WAL's pages into the database file, with an fsync)
+run every second in a thread with its own connection, never inside a
+commit on the event loop.
+
+Reads are cached: a subscriber read once is kept (immutable) until it may
+have changed.  ``PRAGMA data_version`` (about a microsecond) tells whether
+another connection committed since the last read, and if so the cache is
+emptied; this connection's own writes evict the subscriber they touch, except a
+registration change, which updates the cached subscriber as it commits.  A
+repeated read costs a few microseconds instead of ~45.
+
 A write is one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction, committed before
 the method returns.  ``BEGIN IMMEDIATE`` takes the database's write lock at
 once; a writer in another process makes it wait up to ``busy_timeout``
@@ -38,18 +49,23 @@ corrupt the file.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 from .migrations import LATEST, RECORD_VERSION, SCHEMA_VERSION_TABLE, pending, statements
-from .model import Subscriber
+from .model import RegistrationState, ServerAssignment, Subscriber
 from .sqlstore import SQLITE, Key, Row, SqlStore, WriteTx, assemble
 from .store import StoreError, SubscriberExists
 
 __all__ = ["SqliteStore", "Synchronous", "migrate_sqlite"]
+
+log = logging.getLogger(__name__)
 
 Synchronous = Literal["NORMAL", "FULL", "EXTRA"]
 
@@ -74,6 +90,13 @@ def migrate_sqlite(conn: sqlite3.Connection, upto: int = LATEST) -> None:
         raise
 
 
+#: Seconds between WAL checkpoints.
+CHECKPOINT_INTERVAL = 1.0
+
+#: Subscribers kept in the read cache before it is emptied and refilled.
+_CACHE_SIZE = 100_000
+
+
 class SqliteStore(SqlStore):
     """Subscribers in the SQLite file ``path`` (created with its directory)."""
 
@@ -88,6 +111,11 @@ class SqliteStore(SqlStore):
         self._sql = SQLITE
         self._conn: sqlite3.Connection | None = None
         self._tx = _SqliteTx(self)
+        # Read cache: (key, value) -> subscriber, and the cache keys per name.
+        self._cache: dict[tuple[Key, object], Subscriber] = {}
+        self._cached_names: dict[str, list[tuple[Key, object]]] = {}
+        self._data_version = -1
+        self._checkpointer: _Checkpointer | None = None
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
@@ -107,6 +135,10 @@ class SqliteStore(SqlStore):
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            # Checkpoints (copying the WAL back into the database, with an
+            # fsync) run in a thread of their own, not inside a commit on
+            # the event loop.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
             migrate_sqlite(conn)
         except sqlite3.Error as err:
             conn.close()
@@ -115,8 +147,13 @@ class SqliteStore(SqlStore):
             conn.close()
             raise
         self._conn = conn
+        self._checkpointer = _Checkpointer(self.path, self.busy_timeout)
+        self._checkpointer.start()
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -147,13 +184,98 @@ class SqliteStore(SqlStore):
     async def _fetch(self, key: Key, value: object) -> Subscriber | None:
         conn = self._connection()
         try:
+            # PRAGMA data_version changes when another connection (another
+            # process: `webims subscriber` while the HSS runs) commits; this
+            # connection's own writes evict what they change (below).
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._forget_all()
+                self._data_version = version
+            hit = self._cache.get((key, value))
+            if hit is not None:
+                return hit
             conn.execute("BEGIN")
             try:
-                return self._load(key, value)
+                found = self._load(key, value)
             finally:
                 conn.execute("COMMIT")
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: {err}") from err
+        if found is not None:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._forget_all()
+            self._cache[(key, value)] = found
+            self._cached_names.setdefault(found.name, []).append((key, value))
+        return found
+
+    def _forget(self, name: str) -> None:
+        for cache_key in self._cached_names.pop(name, ()):
+            self._cache.pop(cache_key, None)
+
+    def _forget_all(self) -> None:
+        self._cache.clear()
+        self._cached_names.clear()
+
+    # Every write evicts the subscriber it touches, whether it succeeded or
+    # not (a failed one changed nothing, and evicting costs one re-read).
+
+    async def set_registration(
+        self,
+        name: str,
+        impus: Sequence[str],
+        state: RegistrationState,
+        assignment: ServerAssignment | None,
+    ) -> None:
+        try:
+            await super().set_registration(name, impus, state, assignment)
+        except BaseException:
+            self._forget(name)
+            raise
+        # Committed: what is cached for this subscriber becomes what was written.
+        keys = self._cached_names.get(name)
+        if keys:
+            before = self._cache.get(keys[0])
+            if before is None:
+                self._forget(name)
+                return
+            changed = frozenset(impus)
+            after = replace(
+                before,
+                publics=tuple(
+                    replace(p, state=state) if p.impu in changed else p for p in before.publics
+                ),
+                assignment=assignment,
+            )
+            for key in keys:
+                self._cache[key] = after
+
+    async def add(self, subscriber: Subscriber) -> None:
+        try:
+            await super().add(subscriber)
+        finally:
+            # A new exact IMPU may now take precedence over a cached wildcard.
+            self._forget_all()
+
+    async def replace(self, subscriber: Subscriber) -> None:
+        try:
+            await super().replace(subscriber)
+        finally:
+            self._forget_all()
+
+    async def remove(self, name: str) -> Subscriber:
+        try:
+            return await super().remove(name)
+        finally:
+            self._forget(name)
+
+    async def set_barred(self, impu: str, barred: bool) -> Subscriber:
+        try:
+            after = await super().set_barred(impu, barred)
+        except BaseException:
+            self._forget_all()
+            raise
+        self._forget(after.name)
+        return after
 
     async def _query(self, sql: str, params: Sequence[object] = ()) -> Sequence[Row]:
         try:
@@ -179,6 +301,44 @@ class SqliteStore(SqlStore):
             raise StoreError(f"{self.path}: {err}") from err
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: {err}") from err
+
+
+class _Checkpointer(threading.Thread):
+    """Checkpoints the WAL every ``CHECKPOINT_INTERVAL`` seconds, on its own
+    connection, so that the fsync of a checkpoint never stalls the loop.
+
+    PASSIVE checkpoints copy what no reader still needs and never wait for
+    readers or writers; a last TRUNCATE checkpoint on stop leaves a short WAL.
+    """
+
+    def __init__(self, path: Path, busy_timeout: float) -> None:
+        super().__init__(name=f"sqlite-checkpoint {path.name}", daemon=True)
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, timeout=self._busy_timeout)
+        except sqlite3.Error as err:
+            log.warning("no WAL checkpoints for %s: %s", self._path, err)
+            return
+        try:
+            while not self._stop_event.wait(CHECKPOINT_INTERVAL):
+                self._checkpoint(conn, "PASSIVE")
+            self._checkpoint(conn, "TRUNCATE")
+        finally:
+            conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection, mode: str) -> None:
+        try:
+            conn.execute(f"PRAGMA wal_checkpoint({mode})")
+        except sqlite3.Error as err:
+            log.warning("WAL checkpoint of %s failed: %s", self._path, err)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
 
 
 class _SqliteTx(WriteTx):

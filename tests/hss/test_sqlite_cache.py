@@ -1,0 +1,54 @@
+"""The SQLite store's read cache never serves what another connection or
+this one has changed since."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from webims.hss.model import (
+    PrivateIdentity,
+    PublicIdentity,
+    RegistrationState,
+    ServerAssignment,
+    Subscriber,
+)
+from webims.hss.sqlite_store import SqliteStore
+
+IMPU = "sip:alice@home1.net"
+
+
+def alice() -> Subscriber:
+    return Subscriber(
+        name="alice",
+        privates=(PrivateIdentity.with_password("alice@home1.net", "pw", (IMPU,)),),
+        publics=(PublicIdentity(IMPU, irs="1", service_profile="default"),),
+    )
+
+
+async def test_a_commit_by_another_connection_is_seen_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "hss.sqlite3"
+    async with SqliteStore(path) as hss, SqliteStore(path) as cli:
+        await hss.add(alice())
+        before = await hss.by_impu(IMPU)
+        assert before is not None and not before.publics[0].barred
+        assert await hss.by_impu(IMPU) is before  # served from the cache
+        await cli.set_barred(IMPU, True)
+        after = await hss.by_impu(IMPU)
+        assert after is not None and after.publics[0].barred
+        await cli.remove("alice")
+        assert await hss.by_impu(IMPU) is None
+        assert await hss.by_impi("alice@home1.net") is None
+
+
+async def test_own_writes_evict_what_they_change(tmp_path: Path) -> None:
+    async with SqliteStore(tmp_path / "hss.sqlite3") as store:
+        await store.add(alice())
+        assert (await store.by_impi("alice@home1.net")) is not None
+        assignment = ServerAssignment("sip:scscf.home1.net", "scscf.home1.net")
+        await store.set_registration("alice", [IMPU], RegistrationState.REGISTERED, assignment)
+        for read in (store.by_impu(IMPU), store.by_impi("alice@home1.net"), store.get("alice")):
+            sub = await read
+            assert sub is not None and sub.assignment == assignment
+            assert sub.publics[0].state is RegistrationState.REGISTERED
+        await store.remove("alice")
+        assert await store.get("alice") is None
