@@ -424,3 +424,16 @@ async def test_election_keeps_one_connection_when_both_sides_connect() -> None:
 def test_diameter_error_names_its_result_code() -> None:
     err = DiameterError(5005, "missing AVP 601")
     assert err.result_code == 5005 and not err.protocol_error and err.failed_avps == ()
+
+
+async def test_a_handler_that_waits_then_fails_still_gets_its_answer_out() -> None:
+    """Handlers run inline until they first wait; the rest runs as a task."""
+    async with pair() as (server, client, _):
+
+        async def waits_then_refuses(request: AppMessage, peer: Peer) -> AppMessage:
+            await asyncio.sleep(0.01)
+            raise DiameterError(5012, "refused after a wait")
+
+        server.add_handler(CX_APPLICATION_ID, CxCommand.USER_AUTHORIZATION, waits_then_refuses)
+        answers = await asyncio.gather(*(client.request(uar(client, n)) for n in range(20)))
+        assert {CxMessage(a).result() for a in answers} == {CxResult.base(5012)}

@@ -52,3 +52,33 @@ async def test_own_writes_evict_what_they_change(tmp_path: Path) -> None:
             assert sub.publics[0].state is RegistrationState.REGISTERED
         await store.remove("alice")
         assert await store.get("alice") is None
+
+
+async def test_the_cached_subscriber_after_a_registration_equals_a_fresh_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "hss.sqlite3"
+    full = Subscriber(
+        name="bob",
+        privates=(PrivateIdentity.with_password("bob@home1.net", "pw", (IMPU,)),),
+        publics=(
+            PublicIdentity(IMPU, irs="1", service_profile="default", display_name="Bob"),
+            PublicIdentity("tel:+15551234", irs="1", service_profile="default", barred=True),
+        ),
+        allowed_waf=("waf.example.net",),
+        allowed_wwsf=("wwsf.example.net",),
+        barred_auth_entities=("bad.example.net",),
+        mandatory_capabilities=(1,),
+        optional_capabilities=(2,),
+        roaming_networks=("visited.net",),
+        ccf=("aaa://ccf.home1.net",),
+        ecf=("aaa://ecf.home1.net",),
+    )
+    async with SqliteStore(path) as store, SqliteStore(path) as other:
+        await store.add(full)
+        await store.get("bob")  # cached
+        assignment = ServerAssignment("sip:scscf.home1.net", "scscf.home1.net")
+        await store.set_registration("bob", [IMPU], RegistrationState.REGISTERED, assignment)
+        assert await store.get("bob") == await other.get("bob")
+        await store.set_registration("bob", [IMPU], RegistrationState.NOT_REGISTERED, None)
+        assert await store.get("bob") == await other.get("bob")

@@ -36,6 +36,7 @@ FLAG_MANDATORY = 0x40
 _HEAD = struct.Struct(">IB3s")
 _HEAD_V = struct.Struct(">IB3sI")
 _U32 = struct.Struct(">I")
+_TWO = struct.Struct(">II")
 _I32 = struct.Struct(">i")
 _U64 = struct.Struct(">Q")
 _I64 = struct.Struct(">q")
@@ -205,12 +206,15 @@ def parse_avps(data: bytes, start: int = 0, end: int | None = None) -> list[Avp]
     when one does not fit."""
     end = len(data) if end is None else end
     out: list[Avp] = []
+    append = out.append
+    unpack = _TWO.unpack_from
     pos = start
     while pos < end:
         if end - pos < 8:
             raise DiameterError(DIAMETER_INVALID_AVP_LENGTH, "truncated AVP header")
-        code, flags, raw_len = _HEAD.unpack_from(data, pos)
-        length = int.from_bytes(raw_len, "big")
+        code, flags_length = unpack(data, pos)
+        flags = flags_length >> 24
+        length = flags_length & 0xFFFFFF
         if flags & FLAG_VENDOR:
             if length < 12 or end - pos < 12:
                 raise DiameterError(DIAMETER_INVALID_AVP_LENGTH, f"AVP {code}: bad length")
@@ -224,6 +228,6 @@ def parse_avps(data: bytes, start: int = 0, end: int | None = None) -> list[Avp]
         stop = pos + length
         if stop > end:
             raise DiameterError(DIAMETER_INVALID_AVP_LENGTH, f"AVP {code}: length {length}")
-        out.append(Avp(code, vendor, flags, bytes(data[body:stop])))
-        pos = stop + (-length % 4)
+        append(Avp(code, vendor, flags, data[body:stop]))
+        pos = stop + (-length & 3)
     return out

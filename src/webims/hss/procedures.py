@@ -356,9 +356,12 @@ class Refusal(Exception):
     the S-CSCF already assigned)."""
 
     def __init__(self, result: CxResult, server_name: str | None = None) -> None:
-        super().__init__(str(result))
+        super().__init__(result)
         self.result = result
         self.server_name = server_name
+
+    def __str__(self) -> str:
+        return str(self.result)
 
 
 def exp(code: ExperimentalResult) -> CxResult:
