@@ -20,7 +20,7 @@ Example (all keys optional)::
     [hss]
     store = "postgresql://hss@db/hss"   # default: the SQLite file <data_dir>/hss.sqlite3
     diameter_port = 3868
-    api_port = 8080
+    api_port = 9870
     api_key = "..."                     # default: made on first start, <data_dir>/hss-api-key
 
 Environment: ``WEBIMS_PCSCF__WSS_PORT=8443`` (nested keys joined by ``__``).
@@ -94,7 +94,7 @@ class HssSettings(BaseModel):
     identity: str = "hss.home1.net"
     realm: str = "home1.net"
     #: Provisioning REST API (0: none).
-    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_port: int = Field(default=9870, ge=0, le=65535)
     #: Key the API requires in ``X-API-Key``; unset, one is made on first
     #: start and kept in ``<data_dir>/hss-api-key`` (mode 0600).
     api_key: str | None = Field(default=None, min_length=16)

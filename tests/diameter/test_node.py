@@ -437,3 +437,20 @@ async def test_a_handler_that_waits_then_fails_still_gets_its_answer_out() -> No
         server.add_handler(CX_APPLICATION_ID, CxCommand.USER_AUTHORIZATION, waits_then_refuses)
         answers = await asyncio.gather(*(client.request(uar(client, n)) for n in range(20)))
         assert {CxMessage(a).result() for a in answers} == {CxResult.base(5012)}
+
+
+async def test_requests_and_answers_leave_no_cyclic_garbage() -> None:
+    """Servers run with the cyclic collector off (transport.loop.ServerGc):
+    the Diameter path must free everything by reference counting."""
+    import gc
+
+    async with pair() as (_server, client, _):
+        await asyncio.gather(*(client.request(uar(client, n)) for n in range(50)))
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(10):
+                await asyncio.gather(*(client.request(uar(client, n)) for n in range(50)))
+            assert gc.collect() == 0
+        finally:
+            gc.enable()
