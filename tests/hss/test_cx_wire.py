@@ -315,3 +315,29 @@ def test_hss_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     server = start_hss(tmp_path)
     stop_hss(server)
     assert server.process.returncode == 0
+
+
+async def test_an_enumerated_value_out_of_range_is_5004(scscf: Scscf) -> None:
+    node = scscf.node
+    request = cx.cx_request(
+        node.me,
+        CxCommand.SERVER_ASSIGNMENT,
+        session_id="scscf.home1.net;9;10",
+        destination_realm="home1.net",
+        destination_host=None,
+        avps=[
+            base_avp(cx.USER_NAME, USER1_IMPI),
+            avp(cx.PUBLIC_IDENTITY, USER1_IMPU),
+            avp(cx.SERVER_NAME, SCSCF),
+            avp(cx.SERVER_ASSIGNMENT_TYPE, 99),
+            avp(cx.USER_DATA_ALREADY_AVAILABLE, 0),
+        ],
+    )
+    answer = CxMessage(await node.request(request))
+    assert answer.result() == CxResult.base(5004)
+    failed = answer.all(279, 0)[0].value
+    assert [(a.code, a.vendor_id, a.value) for a in failed] == [
+        (cx.SERVER_ASSIGNMENT_TYPE, VENDOR_3GPP, 99)
+    ]
+    lia = await scscf.client.lir(USER1_IMPU)  # nothing was assigned
+    assert lia.server_name is None
