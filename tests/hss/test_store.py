@@ -193,8 +193,18 @@ async def test_add_refuses_a_taken_identity_and_writes_nothing(
         "impu": simple(2, fresh, "sip:user1_public2@home1.net"),
         "wildcard": simple(2, fresh, "sip:user1-!.*!@home1.net"),
     }[clash]
-    with pytest.raises(SubscriberExists):
+    with pytest.raises(SubscriberExists) as refused:
         await store.add(second)
+    # Said in the model's words, whatever the database's message was.
+    assert (
+        str(refused.value)
+        == {
+            "name": "a subscriber of this name is already provisioned",
+            "impi": "an IMPI of this subscriber is already provisioned",
+            "impu": "an IMPU of this subscriber is already provisioned",
+            "wildcard": "an IMPU of this subscriber is already provisioned",
+        }[clash]
+    )
     assert await store.names() == ["user1"]
     assert await store.get("user1") == first
     await assert_absent(store, second, but=first)

@@ -42,7 +42,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .migrations import LATEST, RECORD_VERSION, SCHEMA_VERSION_TABLE, pending, statements
 from .model import Subscriber
-from .sqlstore import POSTGRES, Key, Row, SqlStore, WriteTx, assemble
+from .sqlstore import POSTGRES, Key, Row, SqlStore, WriteTx, assemble, taken
 from .store import StoreError, SubscriberExists
 
 __all__ = ["PostgresStore", "migrate_postgres"]
@@ -156,7 +156,7 @@ class PostgresStore(SqlStore):
                 yield _PostgresTx(conn)
         except errors.UniqueViolation as err:
             detail = err.diag.message_detail or str(err)
-            raise SubscriberExists(f"already provisioned ({detail})") from err
+            raise SubscriberExists(taken(detail)) from err
         except psycopg.Error as err:
             raise StoreError(f"{self!r}: {err}") from err
 

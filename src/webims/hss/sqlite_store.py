@@ -59,7 +59,7 @@ from typing import Literal
 
 from .migrations import LATEST, RECORD_VERSION, SCHEMA_VERSION_TABLE, pending, statements
 from .model import PublicIdentity, RegistrationState, ServerAssignment, Subscriber
-from .sqlstore import SQLITE, Key, Row, SqlStore, WriteTx, assemble
+from .sqlstore import SQLITE, Key, Row, SqlStore, WriteTx, assemble, taken
 from .store import StoreError, SubscriberExists, SubscriberNotFound
 
 __all__ = ["SqliteStore", "Synchronous", "migrate_sqlite"]
@@ -313,7 +313,7 @@ class SqliteStore(SqlStore):
                 raise
         except sqlite3.IntegrityError as err:
             if err.sqlite_errorname in _UNIQUE:
-                raise SubscriberExists(f"already provisioned ({err})") from err
+                raise SubscriberExists(taken(str(err))) from err
             raise StoreError(f"{self.path}: {err}") from err
         except sqlite3.Error as err:
             raise StoreError(f"{self.path}: {err}") from err

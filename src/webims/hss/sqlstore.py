@@ -267,6 +267,22 @@ def assemble(
     )
 
 
+def taken(database_message: str) -> str:
+    """What a unique-constraint failure means, in the model's words (the
+    database's own message names tables and columns)."""
+    # SQLite: "UNIQUE constraint failed: public_identity.impu";
+    # PostgreSQL: "Key (impu)=(sip:…) already exists."
+    text = database_message.lower()
+    for column, meaning in (
+        ("impi", "an IMPI of this subscriber is already provisioned"),
+        ("impu", "an IMPU of this subscriber is already provisioned"),
+        ("name", "a subscriber of this name is already provisioned"),
+    ):
+        if f".{column}" in text or f"({column})" in text:
+            return meaning
+    return "already provisioned"
+
+
 def _assignment(assignment: ServerAssignment | None) -> tuple[str | None, str | None]:
     if assignment is None:
         return None, None
