@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from collections.abc import Hashable
 from pathlib import Path
@@ -94,6 +95,20 @@ class Responder(LayerOnly):
                 else:
                     resp = make_response(req, 501, to_tag=new_tag())
                 self.layer.send_response(ev.tx, resp, now)
+
+
+async def udp_port_taken(port: int, timeout: float = 15.0) -> None:
+    """Wait until something (SIPp) has bound UDP ``port`` on 127.0.0.1."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing listens on udp/{port} after {timeout:g} s")
 
 
 async def run_sipp(*args: str, timeout: float = 60) -> tuple[int, str]:
@@ -200,7 +215,7 @@ async def test_our_invite_client_against_sipp_uas() -> None:
             timeout=60,
         )
     )
-    await asyncio.sleep(0.5)
+    await udp_port_taken(sipp_port)  # SIPp is listening
     dest = Hop("UDP", "127.0.0.1", sipp_port)
     via_host = f"127.0.0.1:{our_port}"
     try:
