@@ -22,6 +22,11 @@ Example (all keys optional)::
     diameter_port = 3868
     api_port = 9870
     api_key = "..."                     # default: made on first start, <data_dir>/hss-api-key
+    [web]
+    port = 8443                         # WWSF + WAF, one HTTPS origin
+    public_url = "https://127.0.0.1:8443"
+    pcscf_url = "wss://127.0.0.1:7443/"
+    production = false                  # true: plain HTTP refused
 
 Environment: ``WEBIMS_PCSCF__WSS_PORT=8443`` (nested keys joined by ``__``).
 """
@@ -104,6 +109,54 @@ class HssSettings(BaseModel):
         return self.store or str(data_dir / "hss.sqlite3")
 
 
+class PoolPair(BaseModel):
+    """One subscription of the WWSF's identity pool (TS 33.203 X.4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    impi: str = Field(min_length=1, max_length=255, pattern=r"^\S+$")
+    impu: str = Field(min_length=1, max_length=255, pattern=r"^\S+$")
+
+
+def _demo_pool() -> list[PoolPair]:
+    return [
+        PoolPair(impi=f"pool{n}_private@home1.net", impu=f"sip:pool{n}_public1@home1.net")
+        for n in range(1, 5)
+    ]
+
+
+class WebSettings(BaseModel):
+    """The co-located WWSF + WAF web element (one HTTPS origin)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Address and port of the HTTPS listener.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    #: Server certificate and key; the dev CA makes them when unset.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: The origin browsers reach the element at (no trailing slash).
+    public_url: str = "https://127.0.0.1:8443"
+    #: The WWSF's identity, carried in the tokens (claim ``wwsf``).
+    wwsf_identity: str = "wwsf.home1.net"
+    #: Where the WIC opens SIP over WebSocket (the eP-CSCF's W2 side).
+    pcscf_url: str = "wss://127.0.0.1:7443/"
+    #: Production: plain HTTP is refused, ``public_url`` must be https.
+    production: bool = False
+    #: Lifetime of a session cookie (seconds).
+    session_lifetime: int = Field(default=1800, ge=60, le=86400)
+    #: Failed logins allowed per user and per client address within
+    #: ``login_window`` seconds; past that, 429 with Retry-After.
+    login_failures: int = Field(default=5, ge=1)
+    login_window: int = Field(default=300, ge=1)
+    #: IMPI/IMPU pairs lent to guests (TS 33.203 X.4); empty: no guests.
+    pool: list[PoolPair] = Field(default_factory=_demo_pool)
+    #: How long a lent pair stays with its guest after the guest's last token
+    #: was issued (seconds); longer than the access-token lifetime.
+    pool_lease: int = Field(default=900, ge=60)
+
+
 class Settings(BaseSettings):
     """The whole deployment."""
 
@@ -117,6 +170,7 @@ class Settings(BaseSettings):
     icscf: IcscfSettings = Field(default_factory=IcscfSettings)
     scscf: ScscfSettings = Field(default_factory=ScscfSettings)
     hss: HssSettings = Field(default_factory=HssSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @classmethod
     def settings_customise_sources(
