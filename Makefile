@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit fuzz fuzz-smoke bench clean
+.PHONY: run test lint typecheck unit wic fuzz fuzz-smoke bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The browser WIC: npm packages pinned by package-lock.json, JsSIP bundled by
+# esbuild into static/build/ (git-ignored; nothing third-party is committed).
+WIC       := src/webims/wic
+WIC_BUILD := $(WIC)/static/build/jssip.js
+
+wic: $(WIC_BUILD)
+
+$(WIC_BUILD): $(WIC)/package.json $(WIC)/package-lock.json $(WIC)/build.mjs $(WIC)/jssip-entry.js
+	cd $(WIC) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && node build.mjs
+
+run: $(STAMP) wic
 	$(BIN)/webims up
 
 lint: $(STAMP)
@@ -24,7 +34,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src/webims
 
-unit: $(STAMP)
+unit: $(STAMP) wic
 	$(BIN)/python -m pytest -q
 
 # A bounded fuzzing run is part of the suite; `make fuzz` runs longer.
@@ -43,3 +53,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(WIC)/node_modules $(WIC)/static/build

@@ -30,6 +30,7 @@ from .hss.provisioning import NewSubscriber, SubscriberView, describe_errors, se
 from .hss.store import StoreError, SubscriberExists, SubscriberNotFound, SubscriberStore
 from .transport.loop import install_event_loop_policy
 from .up import ELEMENTS, RUNNABLE, UP_ELEMENTS, run_elements
+from .wic.token import TokenFlowError, fetch_token
 
 app = typer.Typer(
     help="webims: WebRTC access to IMS (3GPP TS 24.371).",
@@ -308,6 +309,38 @@ def subscriber_seed_demo(config: ConfigOpt = None, data_dir: DataDirOpt = None) 
     """Provision the demo subscribers (user1, user2 of home1.net) that are missing."""
     for name, added in _with_store(config, data_dir, seed_demo):
         typer.echo(f"{name}: {'added' if added else 'already provisioned'}")
+
+
+# -- webims token --------------------------------------------------------------------
+
+
+@app.command()
+def token(
+    *,
+    user: Annotated[str, typer.Option("--user", help="Web user name.")],
+    password: Annotated[
+        str, typer.Option("--password", envvar="WEBIMS_PASSWORD", help="Web password.")
+    ],
+    url: Annotated[
+        str | None, typer.Option("--url", help="The WWSF (default: [web] public_url).")
+    ] = None,
+    ca: Annotated[
+        Path | None,
+        typer.Option("--ca", help="CA certificate to trust (default: the data dir's dev CA)."),
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Log in as a WIC does (code + PKCE) and print the access token alone."""
+    settings = _settings(config, data_dir)
+    if ca is None:
+        dev_ca = settings.data_dir / "pki" / "ca.pem"
+        ca = dev_ca if dev_ca.exists() else None  # else the system's trust store
+    try:
+        body = fetch_token((url or settings.web.public_url).rstrip("/"), user, password, ca=ca)
+    except TokenFlowError as err:
+        _fail(str(err), 1)
+    typer.echo(body["access_token"])
 
 
 def main() -> None:

@@ -1,0 +1,91 @@
+// SIP over secure WebSocket (RFC 7118) towards the eP-CSCF, with JsSIP.
+//
+// TS 24.371 web authentication: every SIP request carries the access token
+// in `Authorization: Bearer <token>` (RFC 8898); JsSIP's `authorization_jwt`
+// puts the value it is given verbatim into that header of every request.  The
+// UA registers the first IMPU of the token response (To = From = IMPU,
+// Request-URI = the home domain, Contact with transport=ws, +sip.instance and
+// reg-id, Via transport WSS with a .invalid host: JsSIP's defaults).
+//
+// The registration state is reported through onState(state, detail), state
+// one of "connecting", "registering", "registered", "unregistered",
+// "failed"; detail is the human reason of a failure.
+
+import JsSIP from "./build/jssip.js";
+
+function responseText(response) {
+  return response ? `${response.status_code} ${response.reason_phrase}` : "";
+}
+
+export class SipLine {
+  constructor({ url, impu, token, onState, expires = 600 }) {
+    this.url = url;
+    this.onState = onState;
+    this.stopped = false;
+    const socket = new JsSIP.WebSocketInterface(url);
+    this.ua = new JsSIP.UA({
+      sockets: [socket],
+      uri: impu,
+      authorization_jwt: `Bearer ${token}`,
+      register: true,
+      register_expires: expires,
+      session_timers: false,
+      user_agent: "webims-wic (JsSIP)",
+      connection_recovery_min_interval: 2,
+      connection_recovery_max_interval: 30,
+    });
+    this.ua.on("connecting", () => this.onState("connecting", url));
+    this.ua.on("connected", () => this.onState("registering", ""));
+    this.ua.on("disconnected", (event) => {
+      if (this.stopped) return;
+      const why = event && event.error ? `cannot reach ${url} (WebSocket failed; retrying)` : `connection to ${url} closed`;
+      this.onState("failed", why);
+    });
+    this.ua.on("registered", (event) => {
+      const contact = event.response ? event.response.getHeader("Contact") : "";
+      this.onState("registered", contact || "");
+    });
+    this.ua.on("unregistered", (event) => {
+      this.onState("unregistered", responseText(event && event.response));
+    });
+    this.ua.on("registrationFailed", (event) => {
+      const text = responseText(event.response);
+      this.onState("failed", text ? `${event.cause} (${text})` : String(event.cause));
+    });
+  }
+
+  start() {
+    this.onState("connecting", this.url);
+    this.ua.start();
+  }
+
+  // After a token refresh: the new token goes into every later request, and
+  // a REGISTER now carries it to the network.
+  reauthorise(token) {
+    this.ua.set("authorization_jwt", `Bearer ${token}`);
+    if (this.ua.isConnected()) {
+      this.onState("registering", "re-registering with the refreshed token");
+      this.ua.register();
+    }
+  }
+
+  // Unregister (when registered), then close the WebSocket.  Resolves once
+  // the REGISTER with Expires: 0 is answered, or after `timeoutMs`.
+  stop(timeoutMs = 2000) {
+    this.stopped = true;
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        this.ua.stop();
+        resolve();
+      };
+      const timer = setTimeout(finish, timeoutMs);
+      if (this.ua.isRegistered()) {
+        this.ua.once("unregistered", finish);
+        this.ua.unregister();
+      } else {
+        finish();
+      }
+    });
+  }
+}

@@ -1,0 +1,115 @@
+// Drives Debian's headless Chromium through the WIC's login, as a person
+// would: open the WWSF, press "Log in", fill in the WWSF's login form, come
+// back to the page, wait for the identities and the SIP registration state.
+//
+//   node browser_login.mjs <base-url> <user> <password> <screenshot.png> [refresh]
+//
+// Prints one JSON object on stdout: what the page shows (IMPI, IMPUs, the
+// registration state, the expiry), what it holds (the session storage), the
+// address it ended on and every URL the browser asked for, so that the test
+// can check that no token ever travelled in a URL.  With "refresh", it also
+// waits for the page's first token refresh and reports the storage after it.
+// Last it presses "Log out" and reports what is left.  Exit 1 with the
+// reason on stderr when a step does not happen in time.
+import { createRequire } from "node:module";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+const require = createRequire(new URL("../../src/webims/wic/package.json", import.meta.url));
+const { chromium } = require("playwright-core");
+
+const [base, user, password, screenshot, mode] = process.argv.slice(2);
+const CHROMIUM = process.env.WEBIMS_CHROMIUM || "/usr/bin/chromium";
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+const profile = mkdtempSync(path.join(tmpdir(), "webims-chromium-"));
+const requested = [];
+const consoleLines = [];
+let context;
+try {
+  // A persistent context is how Playwright takes a user-data-dir of our own.
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: FLAGS,
+    ignoreHTTPSErrors: true,
+    viewport: { width: 900, height: 760 },
+    timeout: 30000,
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(20000);
+  page.on("request", (request) => requested.push(request.url()));
+  page.on("console", (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
+  page.on("pageerror", (err) => consoleLines.push(`pageerror: ${err.message}`));
+
+  await page.goto(`${base}/`);
+  await page.locator("#login").click();
+
+  // The WWSF's own form: whatever its field names, one text and one password input.
+  await page.waitForURL((url) => url.pathname === "/login");
+  await page.locator("form input[type=text], form input:not([type])").first().fill(user);
+  await page.locator("form input[type=password]").first().fill(password);
+  await page.locator("form input[type=password]").first().press("Enter");
+
+  await page.waitForSelector("#impus li");
+  // The SIP side: wait until the registration settles one way or the other.
+  await page.waitForFunction(
+    () => ["registered", "failed"].includes(document.getElementById("reg-state").dataset.state),
+    null,
+    { timeout: 15000 },
+  );
+  const shown = await page.evaluate(() => ({
+    impi: document.getElementById("impi").textContent,
+    impus: [...document.querySelectorAll("#impus li")].map((li) => li.textContent),
+    regState: document.getElementById("reg-state").dataset.state,
+    regText: document.getElementById("reg-state").textContent,
+    expiry: document.getElementById("expiry").textContent,
+    webUser: document.getElementById("web-user").textContent,
+    error: document.getElementById("error").hidden ? "" : document.getElementById("error").textContent,
+    storage: Object.fromEntries(Object.entries(sessionStorage)),
+    localStorage: Object.keys(localStorage),
+    url: location.href,
+    text: document.body.innerText,
+  }));
+  await page.screenshot({ path: screenshot, fullPage: true });
+
+  let refreshed = null;
+  if (mode === "refresh") {
+    await page.waitForFunction(() => Number(document.getElementById("refreshes").textContent) >= 1, null, {
+      timeout: 60000,
+    });
+    refreshed = await page.evaluate(() => ({
+      storage: Object.fromEntries(Object.entries(sessionStorage)),
+      impus: [...document.querySelectorAll("#impus li")].map((li) => li.textContent),
+      regText: document.getElementById("reg-state").textContent,
+    }));
+  }
+
+  await page.locator("#logout").click();
+  await page.waitForFunction(() => document.body.dataset.state === "signed-out");
+  const afterLogout = await page.evaluate(() => ({
+    storage: Object.fromEntries(Object.entries(sessionStorage)),
+    loginVisible: !document.getElementById("login").closest("section").hidden,
+    error: document.getElementById("error").hidden ? "" : document.getElementById("error").textContent,
+  }));
+  process.stdout.write(
+    JSON.stringify({ ...shown, refreshed, afterLogout, requested, console: consoleLines }) + "\n",
+  );
+} catch (err) {
+  process.stderr.write(`browser_login: ${err.message}\n`);
+  process.stderr.write(consoleLines.map((l) => `  console ${l}\n`).join(""));
+  process.exitCode = 1;
+} finally {
+  if (context) await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
