@@ -157,6 +157,30 @@ class WebSettings(BaseModel):
     pool_lease: int = Field(default=900, ge=60)
 
 
+class WafSettings(BaseModel):
+    """The WAF, the OAuth 2.0 authorisation server co-located with the WWSF."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The ``iss`` of the tokens and the RFC 8414 ``issuer``; unset: ``[web] public_url``.
+    issuer: str | None = None
+    #: The identity the eP-CSCF names as authorisation entity (claim ``authorization_entity``).
+    authorization_entity: str = "webrtc_authserver1@thirdparty.net"
+    #: The tokens' ``aud``: the IMS domain(s) whose eP-CSCFs accept them.
+    audience: list[str] = Field(default_factory=lambda: ["home1.net"], min_length=1)
+    #: Lifetime of an access token and of a refresh token (seconds).
+    access_token_ttl: int = Field(default=600, ge=1, le=86400)
+    refresh_token_ttl: int = Field(default=86400, ge=60)
+    #: A new signing key every this many days (the old one stays published until the
+    #: tokens it signed have expired).
+    key_rotation_days: float = Field(default=30.0, gt=0)
+    #: Resource servers allowed to introspect, name -> HTTP Basic secret; an empty secret
+    #: is made on first start into ``<data_dir>/waf/<name>-secret`` (mode 0600).
+    resource_servers: dict[str, str] = Field(default_factory=lambda: {"pcscf": ""})
+    #: Redirect URIs of the WIC; empty: ``<public_url>/callback``.
+    redirect_uris: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     """The whole deployment."""
 
@@ -171,6 +195,7 @@ class Settings(BaseSettings):
     scscf: ScscfSettings = Field(default_factory=ScscfSettings)
     hss: HssSettings = Field(default_factory=HssSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    waf: WafSettings = Field(default_factory=WafSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -5,6 +5,7 @@ in ``Authorization: Bearer``, after the WWSF has authenticated the web user and 
 to its IMS identities (Annex A.3.2 step 1).
 """
 
+from webims.waf.element import Waf, WafConfig
 from webims.waf.identity import CurrentUser, ImsIdentity, ResolveIdentity
 
-__all__ = ["CurrentUser", "ImsIdentity", "ResolveIdentity"]
+__all__ = ["CurrentUser", "ImsIdentity", "ResolveIdentity", "Waf", "WafConfig"]
