@@ -33,6 +33,7 @@ from webims.diameter.cxdefs import (
     UserAuthorizationType,
 )
 from webims.diameter.node import DiameterNode, NodeConfig, Peer
+from webims.diameter.errors import PeerUnavailable
 from webims.diameter.peer import PeerState
 
 WEBIMS = str(Path(sys.executable).with_name("webims"))
@@ -65,6 +66,7 @@ def start_hss(tmp: Path, diameter_port: int | None = None) -> Hss:
         f'data_dir = "{tmp / "data"}"\n'
         f"[hss]\ndiameter_port = {port}\napi_port = {api_port}\n"
         f'api_key = "{API_KEY}"\n'
+        'peers = ["scscf.home1.net", "icscf.home1.net"]\n'
     )
     seeded = subprocess.run(
         [WEBIMS, "subscriber", "seed-demo", "--config", str(config)],
@@ -341,3 +343,19 @@ async def test_an_enumerated_value_out_of_range_is_5004(scscf: Scscf) -> None:
     ]
     lia = await scscf.client.lir(USER1_IMPU)  # nothing was assigned
     assert lia.server_name is None
+
+
+async def test_a_peer_not_configured_is_refused_with_3010(hss: Hss, scscf: Scscf) -> None:
+    rogue = DiameterNode(
+        Identity("rogue.example.net", "example.net", ((VENDOR_3GPP, CX_APPLICATION_ID),)),
+        NodeConfig(reconnect_min=5, handshake_timeout=2),
+    )
+    peer = rogue.add_peer("hss.home1.net", "127.0.0.1", hss.diameter_port)
+    try:
+        with pytest.raises(PeerUnavailable):
+            await rogue.wait_open("hss.home1.net", 1.5)
+        assert peer.state is PeerState.CLOSED
+    finally:
+        await rogue.stop()
+    # the configured peer is still served
+    assert (await scscf.client.uar(USER1_IMPI, USER1_IMPU, "home1.net")).result.success

@@ -459,6 +459,12 @@ class DiameterNode:
         ctx = _Context(conn=conn, message=message)
         if code == base.CMD_CAPABILITIES_EXCHANGE:
             if not header.is_request and i:
+                if getattr(message, "result_code", None) != DIAMETER_SUCCESS:
+                    # §5.3: a refusal; drop the connection (I-Peer-Disc follows),
+                    # never passing through an open state.
+                    self._refused(peer, message)
+                    conn.close()
+                    return
                 self._fire(peer, PeerEvent.I_RCV_CEA, ctx)
             elif header.is_request:
                 self._send_error(
@@ -685,21 +691,18 @@ class DiameterNode:
 
     def _process_cea(self, peer: Peer, cea: Message) -> None:
         self._learn(peer, cea)
-        code = getattr(cea, "result_code", None)
-        if code != DIAMETER_SUCCESS:
-            log.warning(
-                "Diameter peer %s refused the capabilities exchange: Result-Code %s (%s)",
-                peer.identity,
-                code,
-                getattr(cea, "error_message", None) or "no reason given",
-            )
-            peer.reconnect_after = self.config.reconnect_max
-            if peer.i_conn is not None:
-                peer.i_conn.close()
-            return
         host = cea.origin_host.decode(errors="replace") if cea.origin_host else ""
         if host != peer.identity:
             log.warning("peer configured as %s answers as %s", peer.identity, host)
+
+    def _refused(self, peer: Peer, cea: Message) -> None:
+        log.warning(
+            "Diameter peer %s refused the capabilities exchange: Result-Code %s (%s)",
+            peer.identity,
+            getattr(cea, "result_code", None),
+            getattr(cea, "error_message", None) or "no reason given",
+        )
+        peer.reconnect_after = self.config.reconnect_max
 
     def _connect(self, peer: Peer) -> None:
         assert peer.address is not None

@@ -245,4 +245,5 @@ def options_from_settings(
         api_key=hss.api_key,
         data_dir=settings.data_dir,
         home_networks=frozenset({hss.realm, settings.sip.domain}),
+        node=NodeConfig(tw=hss.watchdog_interval, allowed_peers=frozenset(hss.peers)),
     )
