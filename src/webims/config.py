@@ -103,6 +103,12 @@ class HssSettings(BaseModel):
     #: Key the API requires in ``X-API-Key``; unset, one is made on first
     #: start and kept in ``<data_dir>/hss-api-key`` (mode 0600).
     api_key: str | None = Field(default=None, min_length=16)
+    #: Origin-Host values of the Diameter peers (the CSCFs) allowed to
+    #: connect; empty, any peer that advertises Cx.  A CER from another
+    #: host is answered DIAMETER_UNKNOWN_PEER (3010) and the connection closed.
+    peers: list[str] = Field(default_factory=list)
+    #: RFC 3539 watchdog interval Tw, seconds (the RFC asks for at least 6).
+    watchdog_interval: float = Field(default=30.0, ge=1.0, le=3600.0)
 
     def store_location(self, data_dir: Path) -> str:
         """The store to open: ``store`` if set, else the embedded SQLite file."""
