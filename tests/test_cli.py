@@ -35,11 +35,12 @@ def options(target: str, via: str, branch: str) -> bytes:
 
 
 async def test_webims_up_serves_sip_and_stops_cleanly(tmp_path: Path) -> None:
-    p_port, i_port, s_port, ws_port, wss_port = (free_port() for _ in range(5))
+    p_port, i_port, s_port, ws_port, wss_port, web_port = (free_port() for _ in range(6))
     config = tmp_path / "webims.toml"
     config.write_text(
         f"[pcscf]\nsip_port = {p_port}\nws_port = {ws_port}\nwss_port = {wss_port}\n"
         f"[icscf]\nsip_port = {i_port}\n[scscf]\nsip_port = {s_port}\n"
+        f"[web]\nport = {web_port}\n"
     )
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
@@ -70,6 +71,7 @@ async def test_webims_up_serves_sip_and_stops_cleanly(tmp_path: Path) -> None:
         text = "".join(printed)
         assert f"sip:127.0.0.1:{i_port};transport=udp" in text
         assert f"wss://127.0.0.1:{wss_port}/" in text
+        assert f"https://127.0.0.1:{web_port}/  (WWSF + WAF" in text
         assert (tmp_path / "pki" / "ca.pem").exists()
 
         # UDP: the I-CSCF answers an OPTIONS addressed to it.

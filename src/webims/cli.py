@@ -10,10 +10,11 @@ the store (a subscriber that exists, an identity that does not).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
@@ -31,6 +32,9 @@ from .hss.store import StoreError, SubscriberExists, SubscriberNotFound, Subscri
 from .transport.loop import install_event_loop_policy
 from .up import ELEMENTS, RUNNABLE, UP_ELEMENTS, run_elements
 from .wic.token import TokenFlowError, fetch_token
+from .wwsf.accounts import AccountError, AccountExists, AccountStore
+from .wwsf.db import DATABASE_FILE, DatabaseError, open_database
+from .wwsf.provisioning import seed_pool, seed_web_demo
 
 app = typer.Typer(
     help="webims: WebRTC access to IMS (3GPP TS 24.371).",
@@ -194,7 +198,17 @@ def subscriber_add(
         _fail(f"invalid subscriber: {describe_errors(err.errors())}", 2)
     except InvalidSubscriber as err:
         _fail(f"invalid subscriber: {err}", 2)
-    _with_store(config, data_dir, lambda store: store.add(subscriber))
+    impus = [p.impu for p in subscriber.publics if not p.barred]
+    with _web_accounts(config, data_dir) as accounts:
+        if accounts.get(web_user) is not None:
+            _fail(f"subscriber exists: web user {web_user!r}", 1)
+        _with_store(config, data_dir, lambda store: store.add(subscriber))
+        try:
+            # The web account: same password, argon2id-hashed, linked to the IMS side.
+            accounts.add(web_user, password, impi, impus)
+        except AccountError as err:
+            _with_store(config, data_dir, lambda store: store.remove(web_user))
+            _fail(f"web account refused, nothing added: {err}", 1)
     typer.echo(f"added {web_user} ({impi}: {', '.join(p.impu for p in subscriber.publics)})")
 
 
@@ -274,8 +288,21 @@ def subscriber_remove(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Remove a subscriber and all its identities."""
-    _with_store(config, data_dir, lambda store: store.remove(name))
+    """Remove a subscriber and all its identities, and its web account."""
+
+    async def remove(store: SubscriberStore) -> Subscriber | None:
+        try:
+            return await store.remove(name)
+        except SubscriberNotFound:
+            return None
+
+    removed = _with_store(config, data_dir, remove)
+    with _web_accounts(config, data_dir) as accounts:
+        web = accounts.get(name) is not None
+        if web:
+            accounts.remove(name)
+    if removed is None and not web:
+        _fail(f"not found: no subscriber {name!r}", 1)
     typer.echo(f"removed {name}")
 
 
@@ -305,10 +332,44 @@ def subscriber_unbar(
 
 
 @subscriber_app.command("seed-demo")
-def subscriber_seed_demo(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
-    """Provision the demo subscribers (user1, user2 of home1.net) that are missing."""
-    for name, added in _with_store(config, data_dir, seed_demo):
-        typer.echo(f"{name}: {'added' if added else 'already provisioned'}")
+def subscriber_seed_demo(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    pool: Annotated[
+        bool, typer.Option("--pool", help="Also the HSS subscribers of the WWSF's identity pool.")
+    ] = False,
+) -> None:
+    """Provision the demo subscribers (user1, user2 of home1.net) that are missing,
+    with their web accounts."""
+    subscribers = _with_store(config, data_dir, seed_demo)
+    with _web_accounts(config, data_dir) as accounts:
+        try:
+            web = dict(seed_web_demo(accounts))
+        except AccountExists as err:
+            _fail(f"web account: {err}", 1)
+    for name, added in subscribers:
+        typer.echo(f"{name}: {'added' if added or web.get(name) else 'already provisioned'}")
+    if pool:
+        settings = _settings(config, data_dir)
+        web_settings = settings.web
+
+        def seed(store: SubscriberStore) -> Awaitable[list[tuple[str, bool]]]:
+            return seed_pool(store, web_settings.pool, web_settings.wwsf_identity)
+
+        for name, added in _with_store(config, data_dir, seed):
+            typer.echo(f"{name}: {'added' if added else 'already provisioned'}")
+
+
+@contextlib.contextmanager
+def _web_accounts(config: Path | None, data_dir: Path | None) -> Iterator[AccountStore]:
+    """The WWSF's web accounts of the deployment."""
+    settings = _settings(config, data_dir)
+    try:
+        db = open_database(settings.data_dir / DATABASE_FILE)
+    except DatabaseError as err:
+        _fail(f"web accounts: {err}", 1)
+    with db:
+        yield AccountStore(db)
 
 
 # -- webims token --------------------------------------------------------------------

@@ -3,6 +3,8 @@
 The HSS is a Diameter node with the Cx server and the provisioning API
 (:mod:`webims.hss.element`); ``webims up`` starts it first and, when its
 store holds no subscriber yet, provisions the demo subscribers of DESIGN.md.
+The web element (:mod:`webims.wwsf.element`) is the WWSF and the WAF on one
+HTTPS origin; ``webims up`` seeds its demo web accounts and identity pool.
 Each SIP element is a :class:`~webims.transport.endpoint.SipEndpoint` with a
 :class:`~webims.sip.proxy.ProxyCore` over it.  At this stage of the project
 the CSCFs run the plain proxy application (:class:`~webims.sip.proxy.LooseRouter`):
@@ -30,15 +32,18 @@ from .sip.transaction import TimerConfig
 from .transport.endpoint import EndpointConfig, SipEndpoint
 from .transport.layer import ListenSpec
 from .transport.loop import ServerGc
+from .wwsf.element import WebElement
 
 __all__ = ["ELEMENTS", "RUNNABLE", "SIP_ELEMENTS", "UP_ELEMENTS", "run_elements"]
 
 #: Elements of DESIGN.md, and the ones this version can run.
 ELEMENTS = ("hss", "waf", "wwsf", "pcscf", "icscf", "scscf", "agw")
 SIP_ELEMENTS = ("pcscf", "icscf", "scscf")
-RUNNABLE = ("hss", *SIP_ELEMENTS)
+#: "waf" and "wwsf" both name the co-located web element (one HTTPS origin).
+WEB_ELEMENTS = ("waf", "wwsf")
+RUNNABLE = ("hss", *WEB_ELEMENTS, *SIP_ELEMENTS)
 #: What ``webims up`` starts, in order.
-UP_ELEMENTS = RUNNABLE
+UP_ELEMENTS = ("hss", "wwsf", *SIP_ELEMENTS)
 
 _TITLES = {"pcscf": "eP-CSCF", "icscf": "I-CSCF", "scscf": "S-CSCF"}
 
@@ -118,6 +123,10 @@ async def start_element(
 ) -> Element:
     if name == "hss":
         return await start_hss(settings, seed=seed, say=say)
+    if name in WEB_ELEMENTS:
+        web = WebElement(settings, seed=seed, say=say)
+        await web.start()
+        return web
     section: ElementSettings = getattr(settings, name)
     sip = settings.sip
     config = EndpointConfig(
