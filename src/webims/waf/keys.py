@@ -14,7 +14,8 @@ whole through a temporary file and a rename, so a crash leaves the old set or th
 
     {"keys": [{"jwk": {...private JWK...}, "created": 1764080000.0, "retired": null}]}
 
-The parsed keys and the serialized JWKS are kept in memory; the file is read once at start
+The parsed keys (joserfc's, to sign; ``cryptography``'s public keys, to verify) and the
+serialized JWKS are kept in memory; the file is read once at start
 and written only when the set changes (a rotation or a key leaving the set).
 """
 
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
 
 __all__ = ["KEY_LEEWAY", "KeyRing", "SigningKey"]
@@ -53,6 +55,12 @@ class SigningKey:
         kid = self.key.kid
         assert kid is not None  # every key is made or loaded with its thumbprint as kid
         return kid
+
+
+def _public(key: ECKey) -> ec.EllipticCurvePublicKey:
+    public = key.public_key
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    return public
 
 
 def _new_key(now: float) -> SigningKey:
@@ -84,6 +92,7 @@ class KeyRing:
         self._clock = clock
         self._keys: list[SigningKey] = []
         self._jwks_json = b""
+        self._verifying: dict[str, ec.EllipticCurvePublicKey] = {}
         #: Earliest time the set must change (the next rotation or a key leaving it).
         self._next_change = 0.0
         directory.mkdir(parents=True, exist_ok=True)
@@ -111,15 +120,13 @@ class KeyRing:
         result: dict[str, Any] = json.loads(self.jwks_json())
         return result
 
-    def public_key(self, kid: str) -> ECKey | None:
-        """The published key named ``kid``, or None (unknown or past its retention)."""
+    def verifying_key(self, kid: str) -> ec.EllipticCurvePublicKey | None:
+        """The public half of the published key named ``kid``, ready for ``cryptography``,
+        or None (unknown, or past its retention)."""
         now = self._clock()
         if now >= self._next_change:
             self._refresh(now)
-        for entry in self._keys:
-            if entry.kid == kid:
-                return entry.key
-        return None
+        return self._verifying.get(kid)
 
     # -- rotation -------------------------------------------------------------------
 
@@ -143,6 +150,7 @@ class KeyRing:
             changed = True
         if changed:
             self._save()
+        self._verifying = {k.kid: _public(k.key) for k in self._keys}
         self._jwks_json = json.dumps(
             {"keys": [k.key.as_dict(private=False) for k in self._keys]},
             separators=(",", ":"),

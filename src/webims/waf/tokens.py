@@ -26,15 +26,18 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jws
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey
 
 from webims.waf.identity import ImsIdentity
 from webims.waf.keys import KeyRing
@@ -44,6 +47,8 @@ __all__ = ["AccessTokenGenerator", "Grantee", "TokenClaims", "TokenVerifier", "u
 TokenClaims = dict[str, Any]
 
 _ALGORITHMS = ["ES256"]
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,28 +139,42 @@ class AccessTokenGenerator(BearerTokenGenerator):  # type: ignore[misc]
 
 class TokenVerifier:
     """Checks a presented access token; ``claims()`` gives them when it is one of ours and
-    unexpired, None otherwise.  Revocation is the store's to say, not this class's."""
+    unexpired, None otherwise.  Revocation is the store's to say, not this class's.
+
+    The JWS is checked here on ``cryptography``'s ECDSA directly, with the public keys
+    parsed once per change of the key set: joserfc's general path costs about 60 µs more
+    per token than the 85 µs signature check itself, and introspection is a hot path.
+    The order of checks matters: the header is read first, so a token whose ``alg`` is
+    not ES256 (``none``, HS256...) or whose ``kid`` is not published is refused before
+    any cryptography runs.
+    """
 
     def __init__(self, issuer: str, keys: KeyRing, clock: Callable[[], float]) -> None:
         self._issuer = issuer
         self._keys = keys
         self._clock = clock
 
-    def _key_for(self, obj: Any) -> ECKey:
-        kid = obj.headers().get("kid")
-        key = self._keys.public_key(kid) if isinstance(kid, str) else None
-        if key is None:
-            raise JoseError("unknown kid")
-        return key
-
     def claims(self, token: str) -> TokenClaims | None:
         try:
-            obj = jws.deserialize_compact(token, self._key_for, algorithms=_ALGORITHMS)
-            if obj.headers().get("typ") != "at+jwt":
-                return None
-            claims = json.loads(obj.payload)
-        except (JoseError, ValueError, TypeError):
+            return self._claims(token)
+        except (ValueError, TypeError, KeyError, InvalidSignature):
             return None
+
+    def _claims(self, token: str) -> TokenClaims | None:
+        head, payload, signature = token.split(".")
+        header = json.loads(_b64decode(head))
+        if header.get("alg") != "ES256" or header.get("typ") != "at+jwt":
+            return None
+        kid = header.get("kid")
+        key = self._keys.verifying_key(kid) if isinstance(kid, str) else None
+        if key is None:
+            return None
+        raw = _b64decode(signature)
+        if len(raw) != 64:  # JWS ES256: R || S, 32 octets each (RFC 7518 §3.4)
+            return None
+        der = encode_dss_signature(int.from_bytes(raw[:32]), int.from_bytes(raw[32:]))
+        key.verify(der, f"{head}.{payload}".encode("ascii"), _ECDSA_SHA256)
+        claims = json.loads(_b64decode(payload))
         if not isinstance(claims, dict) or claims.get("iss") != self._issuer:
             return None
         exp = claims.get("exp")
@@ -166,9 +185,15 @@ class TokenVerifier:
         return claims
 
 
+def _b64decode(segment: str) -> bytes:
+    """base64url without padding (RFC 7515 §2), strictly: other characters are an error."""
+    if not _B64URL.fullmatch(segment):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
 def unverified_claims(token: str) -> TokenClaims:
     """The claims of a token this WAF has just made, read without checking the signature:
     for bookkeeping right after issuance, never for a token someone presented."""
-    payload = token.split(".")[1]
-    claims: TokenClaims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims: TokenClaims = json.loads(_b64decode(token.split(".")[1]))
     return claims
