@@ -77,9 +77,7 @@ def serve(port: int, data_dir: Path) -> None:
         return user if user and hmac.compare_digest(mac, good) else None
 
     async def resolve_identity(web_user: str) -> ImsIdentity | None:
-        return ImsIdentity(
-            f"{web_user}_private@home1.net", (f"sip:{web_user}_public1@home1.net",)
-        )
+        return ImsIdentity(f"{web_user}_private@home1.net", (f"sip:{web_user}_public1@home1.net",))
 
     config = WafConfig(issuer=base, resource_servers=(("pcscf", SECRET),))
     waf = Waf(config, data_dir, current_user, resolve_identity)
@@ -110,9 +108,7 @@ def serve(port: int, data_dir: Path) -> None:
 class Connection:
     """One keep-alive connection; ``request`` sends and reads one response."""
 
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.cookie = ""
 
@@ -232,9 +228,7 @@ async def closed_loop(
     return {"rate": rate, "per_core_second": per_core, "target": target}
 
 
-def local_verification(
-    token: str, jwks: dict[str, object], seconds: float
-) -> dict[str, float]:
+def local_verification(token: str, jwks: dict[str, object], seconds: float) -> dict[str, float]:
     """joserfc ES256 verification with the JWKS, as the eP-CSCF will do, one core."""
     from joserfc import jws
     from joserfc.jwk import KeySet
@@ -259,9 +253,7 @@ def local_verification(
     return {"rate": rate, "target": 5000}
 
 
-async def run(
-    port: int, server_pid: int, seconds: float, connections: int
-) -> dict[str, object]:
+async def run(port: int, server_pid: int, seconds: float, connections: int) -> dict[str, object]:
     base = f"http://127.0.0.1:{port}"
     conns = [await Connection.open(port) for _ in range(connections)]
     wics = [Wic(c, base) for c in conns]
@@ -292,10 +284,7 @@ async def run(
 
     exchange = await closed_loop(
         "code exchange alone, POST /token with codes made beforehand",
-        [
-            lambda w=w, s=s: exchange_only(w, s)
-            for w, s in zip(wics, codes, strict=True)
-        ],
+        [lambda w=w, s=s: exchange_only(w, s) for w, s in zip(wics, codes, strict=True)],
         seconds=seconds / 2,
         server_pid=server_pid,
         target=300,
@@ -337,9 +326,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument(
-        "--serve", nargs=2, metavar=("PORT", "DATA_DIR"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--serve", nargs=2, metavar=("PORT", "DATA_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(int(args.serve[0]), Path(args.serve[1]))
