@@ -7,26 +7,47 @@ pytest; a missing ``npm`` or ``node`` fails the test, it does not skip it.
 ``web_system`` is ``webims up`` as a user runs it: a separate process with its
 own data directory (so its own dev CA, WAF keys and demo accounts) and free
 ports for every listener, taken down with SIGTERM at the end of the module.
+Its access tokens live ``TOKEN_TTL`` seconds, so that a browser sees its
+WIC refresh them within the test; the eP-CSCF may introspect with
+``INTROSPECT_AUTH``.
+
+``verified_claims`` checks an access token as the eP-CSCF will: signature by
+a key of the WAF's JWKS (found through the RFC 8414 metadata), ``typ``
+``at+jwt``, ES256, then every claim of a token for ``user1``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
 
 ROOT = Path(__file__).resolve().parents[2]
 WIC_DIR = ROOT / "src" / "webims" / "wic"
 BUNDLE = WIC_DIR / "static" / "build" / "jssip.js"
+
+TOKEN_TTL = 12
+INTROSPECT_AUTH = ("pcscf", "introspection-secret-of-the-test-pcscf")
+USER1 = {
+    "sub": "user1",
+    "impi": "user1_private@home1.net",
+    "impu": ["sip:user1_public1@home1.net"],
+}
 
 
 def free_port() -> int:
@@ -79,21 +100,25 @@ class WebSystem:
         return self.data_dir / "pki" / "ca.pem"
 
 
-@pytest.fixture(scope="module")
-def web_system(tmp_path_factory: pytest.TempPathFactory, wic_build: Path) -> Iterator[WebSystem]:
-    data = tmp_path_factory.mktemp("webims-up")
-    web, p_sip, ws, wss, i_sip, s_sip, dia, api = (free_port() for _ in range(8))
+def web_config(data: Path, web: int, pcscf_url: str, *, extra: str = "") -> Path:
+    """A config file for a system in ``data`` whose web element listens on ``web``."""
     config = data / "webims.toml"
     config.write_text(
         f'data_dir = "{data}"\n'
         f'[web]\nport = {web}\npublic_url = "https://127.0.0.1:{web}"\n'
-        f'pcscf_url = "wss://127.0.0.1:{wss}/"\n'
-        f"[pcscf]\nsip_port = {p_sip}\nws_port = {ws}\nwss_port = {wss}\n"
-        f"[icscf]\nsip_port = {i_sip}\n[scscf]\nsip_port = {s_sip}\n"
-        f"[hss]\ndiameter_port = {dia}\napi_port = {api}\n"
+        f'pcscf_url = "{pcscf_url}"\n'
+        f"[waf]\naccess_token_ttl = {TOKEN_TTL}\n"
+        f'resource_servers = {{ {INTROSPECT_AUTH[0]} = "{INTROSPECT_AUTH[1]}" }}\n' + extra
     )
+    return config
+
+
+@contextlib.contextmanager
+def running(*args: str) -> Iterator[list[str]]:
+    """``webims ARGS`` in a process until the block ends; what it printed
+    up to its ``ready`` line.  It must then stop cleanly on SIGTERM."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "webims", "up", "--config", str(config)],
+        [sys.executable, "-m", "webims", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -111,9 +136,8 @@ def web_system(tmp_path_factory: pytest.TempPathFactory, wic_build: Path) -> Ite
             if line.startswith("ready"):
                 break
         text = "".join(printed)
-        assert printed and printed[-1].startswith("ready"), f"webims up did not start:\n{text}"
-        assert f"https://127.0.0.1:{web}" in text, f"no web element in:\n{text}"
-        yield WebSystem(f"https://127.0.0.1:{web}", data, config, wss, printed)
+        assert printed and printed[-1].startswith("ready"), f"webims did not start:\n{text}"
+        yield printed
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -123,3 +147,53 @@ def web_system(tmp_path_factory: pytest.TempPathFactory, wic_build: Path) -> Ite
             out, _ = proc.communicate()
         printed.append(out)
     assert proc.returncode == 0, "".join(printed)
+
+
+@pytest.fixture(scope="module")
+def web_system(tmp_path_factory: pytest.TempPathFactory, wic_build: Path) -> Iterator[WebSystem]:
+    """``webims up``: every element, the eP-CSCF's wss:// listener as pcscf_url."""
+    data = tmp_path_factory.mktemp("webims-up")
+    web, p_sip, ws, wss, i_sip, s_sip, dia, api = (free_port() for _ in range(8))
+    config = web_config(
+        data,
+        web,
+        f"wss://127.0.0.1:{wss}/",
+        extra=(
+            f"[pcscf]\nsip_port = {p_sip}\nws_port = {ws}\nwss_port = {wss}\n"
+            f"[icscf]\nsip_port = {i_sip}\n[scscf]\nsip_port = {s_sip}\n"
+            f"[hss]\ndiameter_port = {dia}\napi_port = {api}\n"
+        ),
+    )
+    with running("up", "--config", str(config)) as printed:
+        assert f"https://127.0.0.1:{web}" in "".join(printed), "no web element"
+        yield WebSystem(f"https://127.0.0.1:{web}", data, config, wss, printed)
+
+
+def https(system: WebSystem) -> httpx.Client:
+    """A client of the web element that trusts its dev CA."""
+    return httpx.Client(base_url=system.url, verify=ssl.create_default_context(cafile=system.ca))
+
+
+def verified_claims(system: WebSystem, token: str) -> dict[str, Any]:
+    """The claims of ``token`` once its signature is checked against the JWKS;
+    asserts the header and every claim the WIC's registration will rely on."""
+    with https(system) as client:
+        meta = client.get("/.well-known/oauth-authorization-server").json()
+        jwks = client.get(meta["jwks_uri"]).json()
+    decoded = jwt.decode(token, KeySet.import_key_set(jwks), algorithms=["ES256"])
+    header, claims = decoded.header, dict(decoded.claims)
+    assert header["alg"] == "ES256" and header["typ"] == "at+jwt" and header["kid"]
+    now = time.time()
+    for name, value in USER1.items():
+        assert claims[name] == value, name
+    assert claims["iss"] == meta["issuer"] == system.url
+    aud = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+    assert "home1.net" in aud
+    assert claims["client_id"] == "wic"
+    assert claims["wwsf"] == "wwsf.home1.net"
+    assert claims["authorization_entity"] == "webrtc_authserver1@thirdparty.net"
+    assert set(claims["scope"].split()) == {"ims:register", "ims:call"}
+    assert claims["exp"] - claims["iat"] == TOKEN_TTL
+    assert claims["iat"] <= now + 5 and claims["exp"] > now - 60
+    assert isinstance(claims["jti"], str) and len(claims["jti"]) >= 16
+    return claims

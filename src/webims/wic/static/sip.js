@@ -42,8 +42,10 @@ export class SipLine {
       this.onState("failed", why);
     });
     this.ua.on("registered", (event) => {
-      const contact = event.response ? event.response.getHeader("Contact") : "";
-      this.onState("registered", contact || "");
+      const contact = (event.response && event.response.getHeader("Contact")) || "";
+      const expires = /;\s*expires=(\d+)/i.exec(contact);
+      const until = expires ? new Date(Date.now() + 1000 * Number(expires[1])).toLocaleTimeString() : "";
+      this.onState("registered", until ? `until ${until} (JsSIP refreshes it before then)` : "");
     });
     this.ua.on("unregistered", (event) => {
       this.onState("unregistered", responseText(event && event.response));
