@@ -22,6 +22,7 @@ from webims.devca import ensure_dev_ca, server_ssl_context
 from webims.wwsf.accounts import AccountStore
 from webims.wwsf.app import WafFactory, Wwsf, create_web_app
 from webims.wwsf.db import DATABASE_FILE, open_database
+from webims.wwsf.element import default_waf_factory
 from webims.wwsf.server import WebServer
 from webims.wwsf.sessions import load_session_key
 
@@ -55,6 +56,7 @@ async def running_web(
     data_dir: Path,
     *,
     waf_factory: WafFactory | None = None,
+    with_waf: bool = False,
     tls: bool = True,
     **web: Any,
 ) -> AsyncIterator[Web]:
@@ -63,6 +65,9 @@ async def running_web(
     web.setdefault("public_url", f"https://127.0.0.1:{port}")
     web.setdefault("pool", PAIRS)
     settings = load_settings(None, data_dir=data_dir, web={"port": port, **web})
+    if with_waf:
+        waf_factory = default_waf_factory(settings)
+        assert waf_factory is not None
     ca = ensure_dev_ca(data_dir)
     db = open_database(data_dir / DATABASE_FILE)
     app = create_web_app(
