@@ -89,7 +89,13 @@ async def test_alg_none_and_hs256_tokens_are_inactive(site: WafSite) -> None:
 
 async def test_garbage_and_foreign_tokens_are_inactive(site: WafSite) -> None:
     body = await site.tokens()
-    for token in ("", "x", "a.b.c", body["refresh_token"], body["access_token"] + "x"):
+    head, payload, signature = body["access_token"].split(".")
+    odd_headers = [_b64(b) for b in (b"1", b"[]", b'"x"', b"null", b"\xff", b"{")]
+    garbage = ["", "x", "a.b.c", body["refresh_token"], body["access_token"] + "x"]
+    garbage += [f"{h}.{payload}.{signature}" for h in odd_headers]
+    garbage += [f"{head}.{payload}.{signature[:-4]}", f"{head}.{payload}.{signature}.x"]
+    garbage += [f"{head}.{payload}.{signature}=", f"{head}.{_b64(b'[1]')}.{signature}"]
+    for token in garbage:
         response = await site.introspect(token)
         assert response.status_code == 200
         assert response.json() == {"active": False}

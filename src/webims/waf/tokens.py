@@ -163,6 +163,8 @@ class TokenVerifier:
     def _claims(self, token: str) -> TokenClaims | None:
         head, payload, signature = token.split(".")
         header = json.loads(_b64decode(head))
+        if not isinstance(header, dict):
+            return None
         if header.get("alg") != "ES256" or header.get("typ") != "at+jwt":
             return None
         kid = header.get("kid")
