@@ -4,6 +4,7 @@
 //
 //   node browser_login.mjs <base-url> <user> <password> <screenshot.png> [refresh]
 //
+// The user "guest" presses the login page's guest button instead of logging in.
 // Prints one JSON object on stdout: what the page shows (IMPI, IMPUs, the
 // registration state, the expiry), what it holds (the session storage), the
 // address it ended on and every URL the browser asked for, so that the test
@@ -55,11 +56,16 @@ try {
   await page.goto(`${base}/`);
   await page.locator("#login").click();
 
-  // The WWSF's own form: whatever its field names, one text and one password input.
   await page.waitForURL((url) => url.pathname === "/login");
-  await page.locator("form input[type=text], form input:not([type])").first().fill(user);
-  await page.locator("form input[type=password]").first().fill(password);
-  await page.locator("form input[type=password]").first().press("Enter");
+  if (user === "guest") {
+    // No IMS subscription: borrow an identity of the WWSF's pool (TS 33.203 X.4).
+    await page.locator('form[action="/guest"] button').click();
+  } else {
+    // The WWSF's own form: whatever its field names, one text and one password input.
+    await page.locator("form input[type=text], form input:not([type])").first().fill(user);
+    await page.locator("form input[type=password]").first().fill(password);
+    await page.locator("form input[type=password]").first().press("Enter");
+  }
 
   await page.waitForSelector("#impus li");
   // The SIP side: wait until the registration settles one way or the other.

@@ -174,9 +174,12 @@ def https(system: WebSystem) -> httpx.Client:
     return httpx.Client(base_url=system.url, verify=ssl.create_default_context(cafile=system.ca))
 
 
-def verified_claims(system: WebSystem, token: str) -> dict[str, Any]:
+def verified_claims(
+    system: WebSystem, token: str, who: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The claims of ``token`` once its signature is checked against the JWKS;
-    asserts the header and every claim the WIC's registration will rely on."""
+    asserts the header and every claim the WIC's registration will rely on
+    (the identities: those of ``who``, by default user1's)."""
     with https(system) as client:
         meta = client.get("/.well-known/oauth-authorization-server").json()
         jwks = client.get(meta["jwks_uri"]).json()
@@ -184,7 +187,7 @@ def verified_claims(system: WebSystem, token: str) -> dict[str, Any]:
     header, claims = decoded.header, dict(decoded.claims)
     assert header["alg"] == "ES256" and header["typ"] == "at+jwt" and header["kid"]
     now = time.time()
-    for name, value in USER1.items():
+    for name, value in (USER1 if who is None else who).items():
         assert claims[name] == value, name
     assert claims["iss"] == meta["issuer"] == system.url
     aud = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]

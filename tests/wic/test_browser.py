@@ -50,23 +50,34 @@ DRIVER = Path(__file__).with_name("browser_login.mjs")
 ARTIFACTS = Path(__file__).with_name("artifacts")
 
 
-def browser_command(url: str, screenshot: Path) -> list[str]:
+def browser_command(
+    url: str, screenshot: Path, user: str = "user1", *, refresh: bool = True
+) -> list[str]:
     node = need_tool("node")
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot.unlink(missing_ok=True)
-    return [node, str(DRIVER), url, "user1", "user1-secret", str(screenshot), "refresh"]
+    command = [node, str(DRIVER), url, user, f"{user}-secret", str(screenshot)]
+    return command + (["refresh"] if refresh else [])
 
 
 def browser_result(returncode: int | None, stdout: str, stderr: str) -> dict[str, Any]:
     assert returncode == 0, f"the browser run failed:\n{stderr}\n{stdout}"
     result: dict[str, Any] = json.loads(stdout)
+    # The page runs under the WWSF's Content-Security-Policy without a breach
+    # and without an uncaught exception.
+    troubles = [
+        line
+        for line in result["console"]
+        if "Content Security Policy" in line or line.startswith("pageerror")
+    ]
+    assert troubles == []
     return result
 
 
-def run_browser(system: WebSystem, screenshot: Path) -> dict[str, Any]:
-    command = browser_command(system.url, screenshot)
+def run_browser(system: WebSystem, screenshot: Path, **kwargs: Any) -> dict[str, Any]:
+    command = browser_command(system.url, screenshot, **kwargs)
     out = subprocess.run(command, capture_output=True, text=True, check=False, timeout=100)
     return browser_result(out.returncode, out.stdout, out.stderr)
 
@@ -138,6 +149,30 @@ def test_user1_logs_in_with_chromium_and_the_wic_shows_the_impu_and_holds_a_toke
             "/introspect", data={"token": fresh["access_token"]}, auth=INTROSPECT_AUTH
         )
         assert answer.status_code == 200 and answer.json() == {"active": False}
+
+
+@pytest.mark.timeout(120)
+def test_a_guest_gets_a_pool_identity_in_the_wic(web_system: WebSystem) -> None:
+    """TS 33.203 X.4: no IMS subscription, the WWSF lends one of its pool's
+    IMPI/IMPU pairs; the WIC shows it and holds a token for it."""
+    screenshot = ARTIFACTS / "wic-guest.png"
+    page = run_browser(web_system, screenshot, user="guest", refresh=False)
+    print(f"screenshot: {screenshot}")
+    assert re.fullmatch(r"pool\d+_private@home1\.net", page["impi"])
+    assert len(page["impus"]) == 1
+    assert re.fullmatch(r"sip:pool\d+_public1@home1\.net", page["impus"][0])
+    held = json.loads(page["storage"]["webims.wic.session"])
+    claims = verified_claims(
+        web_system, held["access_token"], {"impi": page["impi"], "impu": page["impus"]}
+    )
+    assert claims["sub"] != "user1"
+    # Logout ends the loan: the token is dead.
+    assert page["afterLogout"]["storage"] == {}
+    with https(web_system) as client:
+        answer = client.post(
+            "/introspect", data={"token": held["access_token"]}, auth=INTROSPECT_AUTH
+        )
+    assert answer.json() == {"active": False}
 
 
 @pytest.mark.timeout(180)
