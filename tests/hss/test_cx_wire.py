@@ -32,8 +32,8 @@ from webims.diameter.cxdefs import (
     ServerAssignmentType,
     UserAuthorizationType,
 )
-from webims.diameter.node import DiameterNode, NodeConfig, Peer
 from webims.diameter.errors import PeerUnavailable
+from webims.diameter.node import DiameterNode, NodeConfig, Peer
 from webims.diameter.peer import PeerState
 
 WEBIMS = str(Path(sys.executable).with_name("webims"))
