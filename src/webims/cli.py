@@ -32,7 +32,7 @@ from .hss.store import StoreError, SubscriberExists, SubscriberNotFound, Subscri
 from .transport.loop import install_event_loop_policy
 from .up import ELEMENTS, RUNNABLE, UP_ELEMENTS, run_elements
 from .wic.token import TokenFlowError, fetch_token
-from .wwsf.accounts import AccountError, AccountExists, AccountStore
+from .wwsf.accounts import AccountError, AccountExists, AccountStore, InvalidAccount
 from .wwsf.db import DATABASE_FILE, DatabaseError, open_database
 from .wwsf.provisioning import seed_pool, seed_web_demo
 
@@ -329,6 +329,38 @@ def subscriber_unbar(
 ) -> None:
     """Lift the barring of a public identity."""
     _set_barred(impu, False, config, data_dir)
+
+
+@subscriber_app.command("link")
+def subscriber_link(
+    name: Annotated[str, typer.Argument(help="Subscriber name (the web user).")],
+    password: Annotated[
+        str | None,
+        typer.Option("--password", help="Web password (required for a new web account)."),
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Link the web account NAME to the IMPI and unbarred IMPUs of the HSS
+    subscriber NAME, making the account (with --password) if it is missing."""
+    sub = _with_store(config, data_dir, lambda store: _existing(store, name))
+    impi = sub.privates[0].impi
+    impus = [p.impu for p in sub.publics if not p.barred]
+    with _web_accounts(config, data_dir) as accounts:
+        try:
+            if accounts.get(name) is None:
+                if password is None:
+                    _fail(f"web user {name!r} does not exist yet: give it a --password", 2)
+                accounts.add(name, password, impi, impus)
+            else:
+                accounts.link(name, impi, impus)
+                if password is not None:
+                    accounts.set_password(name, password)
+        except InvalidAccount as err:
+            _fail(f"invalid web account: {err}", 2)
+        except AccountError as err:
+            _fail(f"web account refused: {err}", 1)
+    typer.echo(f"linked web user {name} to {impi}: {', '.join(impus)}")
 
 
 @subscriber_app.command("seed-demo")

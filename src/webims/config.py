@@ -161,6 +161,8 @@ class WebSettings(BaseModel):
     #: How long a lent pair stays with its guest after the guest's last token
     #: was issued (seconds); longer than the access-token lifetime.
     pool_lease: int = Field(default=900, ge=60)
+    #: Pool identities one client address may take within ``login_window``.
+    guest_lends: int = Field(default=3, ge=1)
 
 
 class WafSettings(BaseModel):

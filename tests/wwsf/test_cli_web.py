@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -19,7 +20,6 @@ from webims.cli import app
 from webims.wwsf.accounts import AccountStore
 from webims.wwsf.db import DATABASE_FILE, open_database
 
-from ..test_cli import free_port as udp_tcp_free_port
 from .conftest import logged_in, login, running_web
 
 runner = CliRunner()
@@ -38,6 +38,21 @@ ADD = [
     "--barred-impu",
     "sip:alice_hidden@home1.net",
 ]
+
+
+def udp_tcp_free_port() -> int:
+    """A port free for both UDP and TCP (SIP listeners take both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = int(u.getsockname()[1])
+        with socket.socket() as t:
+            try:
+                t.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise OSError("no port free for both UDP and TCP")
 
 
 def cli(data_dir: Path, *args: str) -> Any:
@@ -159,3 +174,50 @@ async def test_webims_up_serves_the_web_element(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.to_thread(proc.communicate, timeout=15)
     assert proc.returncode == 0, out
+
+
+def test_link_makes_or_updates_the_web_account(tmp_path: Path) -> None:
+    assert cli(tmp_path, *ADD, "--impu", "sip:alice2@home1.net").exit_code == 0
+    with open_database(tmp_path / DATABASE_FILE) as db:
+        AccountStore(db).remove("alice")  # an HSS subscriber with no web account
+
+    r = cli(tmp_path, "subscriber", "link", "alice")
+    assert r.exit_code == 2 and "--password" in r.stderr
+    assert account(tmp_path, "alice") is None
+    r = cli(tmp_path, "subscriber", "link", "alice", "--password", "new-secret")
+    assert r.exit_code == 0, r.output
+    acc = account(tmp_path, "alice")
+    assert acc.impi == "alice_private@home1.net"
+    assert acc.impus == ("sip:alice@home1.net", "sip:alice2@home1.net")
+
+    assert cli(tmp_path, "subscriber", "bar", "sip:alice2@home1.net").exit_code == 0
+    r = cli(tmp_path, "subscriber", "link", "alice")
+    assert r.exit_code == 0, r.output
+    assert account(tmp_path, "alice").impus == ("sip:alice@home1.net",)
+    with open_database(tmp_path / DATABASE_FILE) as db:
+        assert AccountStore(db).verify("alice", "new-secret") is not None
+
+    r = cli(tmp_path, "subscriber", "link", "nobody", "--password", "x")
+    assert r.exit_code == 1 and "not found" in r.stderr
+
+
+async def test_production_element_seeds_no_demo_accounts(tmp_path: Path) -> None:
+    from webims.config import load_settings
+    from webims.wwsf.element import WebElement
+
+    from .conftest import free_port
+
+    port = free_port()
+    web = {"port": port, "production": True, "public_url": f"https://127.0.0.1:{port}"}
+    said: list[str] = []
+    element = WebElement(
+        load_settings(None, data_dir=tmp_path, web=web), seed=True, say=said.append
+    )
+    await element.start()
+    try:
+        assert "web      production: no demo web accounts" in said
+        assert any("identity pool: pool-1" in line for line in said)
+        assert element.describe()[0] == f"https://127.0.0.1:{port}/  (WWSF + WAF)"
+        assert account(tmp_path, "user1") is None
+    finally:
+        await element.close()

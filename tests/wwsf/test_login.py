@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,33 @@ def test_production_needs_an_https_public_url(tmp_path: Path) -> None:
     )
     with open_database(tmp_path / "w.sqlite3") as db, pytest.raises(ValueError, match="https"):
         create_web_app(settings, db, session_key=b"k" * 40)
+
+
+async def test_form_without_length_or_too_large_is_refused(tmp_path: Path) -> None:
+    seed_user1(tmp_path)
+    async with running_web(tmp_path) as web, web.client() as c:
+        token = await login_form(c)
+        form = f"username=user1&password=user1-secret&csrf_token={token}&next=/"
+        r = await c.post(
+            "/login",
+            content=form.encode() + b"&pad=" + b"x" * 20_000,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 413
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield form.encode()
+
+        r = await c.post(
+            "/login",
+            content=chunks(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 411
+        assert not await logged_in(c)
+        r = await c.post(
+            "/login",
+            content=form.encode(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 303

@@ -157,3 +157,20 @@ def request_of(client: object) -> object:
 
     cookies = client.cookies  # type: ignore[attr-defined]
     return request_with_cookie(cookies["webims_session"])
+
+
+async def test_guest_identities_limited_per_address(tmp_path: Path) -> None:
+    async with running_web(tmp_path, guest_lends=1) as web:
+        async with (
+            web.client(local_address="127.0.0.2") as a,
+            web.client(local_address="127.0.0.2") as b,
+        ):
+            for c, status in [(a, 303), (b, 429)]:
+                token = await login_form(c)
+                r = await c.post("/guest", data={"csrf_token": token})
+                assert r.status_code == status, r.text
+            assert 1 <= int(r.headers["retry-after"]) <= 300
+            assert len(web.wwsf.pool.leases()) == 1  # the refused one took nothing
+        async with web.client(local_address="127.0.0.3") as c:
+            token = await login_form(c)
+            assert (await c.post("/guest", data={"csrf_token": token})).status_code == 303

@@ -22,14 +22,12 @@ cookie names (compared in constant time), else 403 and nothing changes;
 else 400; failed logins are limited per user and per address (429 with
 ``Retry-After``, :mod:`.limits`); a wrong password and an unknown user get
 the same answer (401, same page, same time).  A successful login starts a
-new session (:mod:`.sessions`).
+new session (:mod:`.sessions`).  Guests take pool identities within a limit
+per client address (429).  A form body needs a Content-Length (411) of at
+most :data:`MAX_FORM_BYTES` (413), checked before it is read.
 
-Every answer carries the security headers: a CSP that lets the page run
-only this origin's scripts and connect only here and to the eP-CSCF's
-``wss:`` URL, ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer``,
-``X-Content-Type-Options: nosniff``; in production also HSTS, and a request
-that came over plain HTTP is refused (SPEC statement 1): a GET or HEAD is
-redirected (308) to the https URL, anything else gets 403.
+Every answer carries the security headers of :mod:`.headers`, which also
+refuses plain HTTP in production (SPEC statement 1).
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
@@ -51,12 +49,12 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
 from ..waf.identity import CurrentUser, ImsIdentity, ResolveIdentity
 from .accounts import AccountStore
 from .db import WwsfDatabase
+from .headers import SecurityHeaders
 from .limits import LoginLimiter
 from .pool import IdentityPool, PoolExhausted, PoolPair, is_guest
 from .sessions import COOKIE_NAME, Session, SessionStore
@@ -119,6 +117,10 @@ def safe_next(value: str | None) -> str | None:
     return value
 
 
+#: The largest form body taken (the forms here are a few hundred bytes).
+MAX_FORM_BYTES = 16 * 1024
+
+
 def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
@@ -141,6 +143,7 @@ class Wwsf:
     pool: IdentityPool
     sessions: SessionStore
     limiter: LoginLimiter
+    guest_limiter: LoginLimiter
     templates: Jinja2Templates
     waf: WafLike | None = None
 
@@ -234,6 +237,28 @@ class Wwsf:
         response.headers.update(headers or {})
         return response
 
+    async def _form(self, request: Request) -> FormData | Response:
+        """The request's form, or the error answer for a body that is missing
+        its length or too large (read no further)."""
+        length = request.headers.get("content-length", "")
+        if not length.isdigit():
+            return self.error(
+                request,
+                411,
+                "Length required",
+                "A form needs a Content-Length.",
+                code="invalid_request",
+            )
+        if int(length) > MAX_FORM_BYTES:
+            return self.error(
+                request,
+                413,
+                "Too large",
+                f"A form here has at most {MAX_FORM_BYTES} bytes.",
+                code="invalid_request",
+            )
+        return await request.form()
+
     def _bad_next(self, request: Request) -> Response:
         return self.error(
             request,
@@ -270,7 +295,9 @@ class Wwsf:
         return response
 
     async def login(self, request: Request) -> Response:
-        form = await request.form()
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
         session = self.session_of(request)
         if session is None or not session.csrf_matches(_field(form, "csrf_token")):
             return self._csrf_refused(request)
@@ -293,7 +320,7 @@ class Wwsf:
         stored = self.accounts.password_hash(username) if username else None
         check = await asyncio.to_thread(self.accounts.check_password, stored, password)
         if not check.ok:
-            self.limiter.failed(keys)
+            self.limiter.record(keys)
             log.info("failed login for %r from %s", username, _client_address(request))
             return self._login_form(
                 request,
@@ -317,7 +344,9 @@ class Wwsf:
         return response
 
     async def guest(self, request: Request) -> Response:
-        form = await request.form()
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
         session = self.session_of(request)
         given = _field(form, "csrf_token") or request.headers.get("x-csrf-token", "")
         if session is None or not session.csrf_matches(given):
@@ -332,6 +361,17 @@ class Wwsf:
         held = session.user
         if held is not None and is_guest(held) and self.pool.identity(held, renew=False):
             return RedirectResponse(next_path, status_code=303)
+        lends = (f"guest:{_client_address(request)}",)
+        wait = self.guest_limiter.retry_after(lends)
+        if wait is not None:
+            return self.error(
+                request,
+                429,
+                "Too many guests",
+                f"This address took its share of guest identities; try again in {wait} s.",
+                code="slow_down",
+                headers={"Retry-After": str(wait)},
+            )
         name = self.pool.new_guest_name()
         try:
             self.pool.lend(name)
@@ -344,10 +384,13 @@ class Wwsf:
                 code="temporarily_unavailable",
                 headers={"Retry-After": "60"},
             )
+        self.guest_limiter.record(lends)
         return self._start_session(session, name, next_path)
 
     async def logout(self, request: Request) -> Response:
-        form = await request.form()
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
         session = self.session_of(request)
         revoked = 0
         user = None
@@ -410,75 +453,6 @@ class Wwsf:
         )
 
 
-def content_security_policy(pcscf_url: str) -> str:
-    """Scripts, styles and fetches of this origin only, plus the eP-CSCF's WebSocket."""
-    parts = urlsplit(pcscf_url)
-    ws_origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
-    return "; ".join(
-        [
-            "default-src 'self'",
-            "script-src 'self'",
-            "style-src 'self'",
-            "img-src 'self' data:",
-            f"connect-src 'self' {ws_origin}".rstrip(),
-            "media-src 'self' blob:",
-            "object-src 'none'",
-            "base-uri 'none'",
-            "form-action 'self'",
-            "frame-ancestors 'none'",
-        ]
-    )
-
-
-class SecurityHeaders:
-    """Adds the security headers to every answer; in production, refuses
-    requests that did not come over HTTPS."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.production = settings.web.production
-        self.public_url = settings.web.public_url.rstrip("/")
-        headers = [
-            ("content-security-policy", content_security_policy(settings.web.pcscf_url)),
-            ("x-frame-options", "DENY"),
-            ("referrer-policy", "no-referrer"),
-            ("x-content-type-options", "nosniff"),
-            ("cross-origin-opener-policy", "same-origin"),
-        ]
-        if self.production:
-            headers.append(("strict-transport-security", "max-age=31536000"))
-        self.headers = [(k.encode(), v.encode()) for k, v in headers]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.headers]
-            await send(message)
-
-        if self.production and scope.get("scheme") != "https":
-            await self._refuse_plain(scope, receive, with_headers)
-            return
-        await self.app(scope, receive, with_headers)
-
-    async def _refuse_plain(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response: Response
-        if scope.get("method") in ("GET", "HEAD"):
-            path = quote(scope.get("path", "/"), safe="/%:@!$&'()*+,;=-._~")
-            query = scope.get("query_string", b"").decode("latin-1")
-            target = self.public_url + path + (f"?{query}" if query else "")
-            response = RedirectResponse(target, status_code=308)
-        else:
-            response = JSONResponse(
-                {"error": "https_required", "error_description": "this WWSF serves HTTPS only"},
-                status_code=403,
-            )
-        await response(scope, receive, send)
-
-
 def create_web_app(
     settings: Settings,
     db: WwsfDatabase,
@@ -510,6 +484,7 @@ def create_web_app(
         pool=pool,
         sessions=SessionStore(session_key, web.session_lifetime, clock=clock),
         limiter=LoginLimiter(web.login_failures, web.login_window),
+        guest_limiter=LoginLimiter(web.guest_lends, web.login_window),
         templates=Jinja2Templates(directory=str(_TEMPLATES)),
     )
     if waf_factory is not None:

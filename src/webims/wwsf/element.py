@@ -6,8 +6,9 @@ migrated, the session key loaded (made on first start), the TLS
 certificate taken from ``[web] tls_cert``/``tls_key`` or else from the dev
 CA (:mod:`webims.devca`), the WAF built and mounted, and uvicorn serves the
 app on ``[web] host``:``port`` inside the running loop.  With ``seed``
-(``webims up``), the demo web accounts and the pool's HSS subscriptions are
-provisioned first, those that are missing.
+(``webims up``), the demo web accounts (not in production: their passwords
+are public) and the pool's HSS subscriptions are provisioned first, those
+that are missing.
 """
 
 from __future__ import annotations
@@ -102,9 +103,12 @@ class WebElement:
 
     async def _seed(self) -> None:
         assert self.db is not None
-        added = [n for n, new in seed_web_demo(AccountStore(self.db)) if new]
-        if added:
-            self.say(f"seeded   web accounts: {', '.join(added)}")
+        if self.settings.web.production:
+            self.say("web      production: no demo web accounts")
+        else:
+            added = [n for n, new in seed_web_demo(AccountStore(self.db)) if new]
+            if added:
+                self.say(f"seeded   web accounts: {', '.join(added)}")
         web = self.settings.web
         if web.pool:
             store = open_store(self.settings.hss.store_location(self.settings.data_dir))
@@ -118,7 +122,8 @@ class WebElement:
     def describe(self) -> list[str]:
         if self.server is None:
             return []
-        hint = "; log in as user1 / user1-secret" if self.seed else ""
+        demo = self.seed and not self.settings.web.production
+        hint = "; log in as user1 / user1-secret" if demo else ""
         lines = [f"{self.server.url}/  (WWSF + WAF{hint})"]
         if self.settings.web.public_url.rstrip("/") != self.server.url:
             lines.append(f"public URL {self.settings.web.public_url}")

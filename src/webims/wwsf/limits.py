@@ -1,4 +1,5 @@
-"""Limits on failed logins, per web user and per client address.
+"""Limits on failed logins, per web user and per client address (and on
+guest identities taken, per address: the same sliding window).
 
 A sliding window: at most ``failures`` failed attempts within ``window``
 seconds for one key; past that, every attempt on that key is refused (429,
@@ -53,7 +54,8 @@ class LoginLimiter:
                 wait = max(wait, times[0] + self.window - now)
         return max(1, math.ceil(wait)) if wait > 0 else None
 
-    def failed(self, keys: Iterable[str]) -> None:
+    def record(self, keys: Iterable[str]) -> None:
+        """Count one event (a failed login, a guest identity lent) on ``keys``."""
         now = self.clock()
         if len(self._seen) >= self.max_keys:
             self._sweep(now)
