@@ -10,7 +10,8 @@
 // address it ended on and every URL the browser asked for, so that the test
 // can check that no token ever travelled in a URL.  With "refresh", it also
 // waits for the page's first token refresh and reports the storage after it.
-// Last it presses "Log out" and reports what is left.  Exit 1 with the
+// Before the login it opens a forged /callback; after it, it reloads the page;
+// last it presses "Log out" and reports what is left.  Exit 1 with the
 // reason on stderr when a step does not happen in time.
 import { createRequire } from "node:module";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -52,6 +53,16 @@ try {
   page.on("request", (request) => requested.push(request.url()));
   page.on("console", (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
   page.on("pageerror", (err) => consoleLines.push(`pageerror: ${err.message}`));
+
+  // A callback this tab did not ask for (forged code and state) is refused
+  // before any token request.
+  await page.goto(`${base}/callback?code=forged&state=forged`);
+  await page.waitForFunction(() => document.body.dataset.state === "signed-out");
+  const forged = await page.evaluate(() => ({
+    error: document.getElementById("error").textContent,
+    url: location.href,
+  }));
+  forged.tokenRequests = requested.filter((u) => new URL(u).pathname === "/token").length;
 
   await page.goto(`${base}/`);
   await page.locator("#login").click();
@@ -101,6 +112,16 @@ try {
     }));
   }
 
+  // A reload keeps the session of this tab: same token, no new login.
+  const before = requested.length;
+  await page.reload();
+  await page.waitForSelector("#impus li");
+  const reloaded = await page.evaluate(() => ({
+    storage: Object.fromEntries(Object.entries(sessionStorage)),
+    impus: [...document.querySelectorAll("#impus li")].map((li) => li.textContent),
+  }));
+  reloaded.requested = requested.slice(before);
+
   await page.locator("#logout").click();
   await page.waitForFunction(() => document.body.dataset.state === "signed-out");
   const afterLogout = await page.evaluate(() => ({
@@ -109,7 +130,8 @@ try {
     error: document.getElementById("error").hidden ? "" : document.getElementById("error").textContent,
   }));
   process.stdout.write(
-    JSON.stringify({ ...shown, refreshed, afterLogout, requested, console: consoleLines }) + "\n",
+    JSON.stringify({ ...shown, forged, refreshed, reloaded, afterLogout, requested, console: consoleLines }) +
+      "\n",
   );
 } catch (err) {
   process.stderr.write(`browser_login: ${err.message}\n`);

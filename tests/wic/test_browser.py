@@ -131,6 +131,16 @@ def test_user1_logs_in_with_chromium_and_the_wic_shows_the_impu_and_holds_a_toke
     assert page["refreshed"]["impus"] == USER1["impu"]
     assert fresh["expires_at"] - held["expires_at"] < TOKEN_TTL * 1000
 
+    # A forged callback (code and state this tab never asked for) is refused.
+    assert page["forged"]["error"].startswith("Login failed: invalid_request")
+    assert page["forged"]["tokenRequests"] == 0
+    assert page["forged"]["url"] == f"{web_system.url}/"
+    # A reload keeps the tab's session: the same tokens, no new authorisation.
+    again = json.loads(page["reloaded"]["storage"]["webims.wic.session"])
+    assert again["access_token"] == fresh["access_token"]
+    assert page["reloaded"]["impus"] == USER1["impu"]
+    assert not [u for u in page["reloaded"]["requested"] if "/authorize" in u or "/login" in u]
+
     # Logout: storage cleared, the login button back, and the tokens dead.
     assert page["afterLogout"]["storage"] == {}
     assert page["afterLogout"]["loginVisible"] is True
