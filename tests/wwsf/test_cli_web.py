@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from webims.cli import app
 from webims.wwsf.accounts import AccountStore
 from webims.wwsf.db import DATABASE_FILE, open_database
 
+from ..test_cli import free_port as udp_tcp_free_port
 from .conftest import logged_in, login, running_web
 
 runner = CliRunner()
@@ -38,21 +38,6 @@ ADD = [
     "--barred-impu",
     "sip:alice_hidden@home1.net",
 ]
-
-
-def udp_tcp_free_port() -> int:
-    """A port free for both UDP and TCP (SIP listeners take both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-        with socket.socket() as t:
-            try:
-                t.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise OSError("no port free for both UDP and TCP")
 
 
 def cli(data_dir: Path, *args: str) -> Any:
