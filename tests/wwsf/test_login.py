@@ -246,6 +246,7 @@ async def test_wic_served_at_root_and_callback(tmp_path: Path) -> None:
             assert "webims" in r.text
         r = await c.get("/wwsf/static/wwsf.css")
         assert r.status_code == 200 and "text/css" in r.headers["content-type"]
+        assert (await c.get("/favicon.ico")).status_code == 204
         r = await c.get("/no/such/page")
         assert r.status_code == 404 and "Not found" in r.text
         r = await c.get("/api/nothing")

@@ -10,6 +10,7 @@ Routes::
     POST /guest               csrf_token, next: a pool identity (TS 33.203 X.4) -> 303
     POST /logout              csrf_token (form or X-CSRF-Token) -> tokens revoked, 303 /login
     GET  /api/config          JSON: what the WIC needs (URLs, client id, scope, csrf_token)
+    GET  /favicon.ico         204 (no icon)
     …                         the WAF's routes (/authorize, /token, /introspect, /revoke,
                               /.well-known/oauth-authorization-server, /jwks.json)
 
@@ -498,6 +499,8 @@ def create_web_app(
         Route("/guest", wwsf.guest, methods=["POST"]),
         Route("/logout", wwsf.logout, methods=["POST"]),
         Route("/api/config", wwsf.config, methods=["GET", "HEAD"]),
+        # Browsers ask for it on every page; no icon, and no 404 in their console.
+        Route("/favicon.ico", lambda _: Response(status_code=204), methods=["GET", "HEAD"]),
         Mount("/wwsf/static", StaticFiles(directory=_OWN_STATIC), name="wwsf-static"),
         Mount(
             "/static", StaticFiles(directory=wic_static_dir(), check_dir=False), name="wic-static"

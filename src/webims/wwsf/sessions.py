@@ -13,9 +13,11 @@ before, names nothing any more.  A login always starts a new session
 (a new id and a new CSRF token): an id planted before the login is of no
 use after it (session fixation).
 
-Sessions are kept in memory, at most ``max_sessions`` of them (the oldest
-go first), and lapse ``lifetime`` seconds after they were made; a restart
-of the element logs everyone out, which a short-lived session makes cheap.
+Sessions are kept in memory and lapse ``lifetime`` seconds after they were
+made (swept as new ones come); at most ``max_sessions`` anonymous ones and
+as many logged-in ones, apart, the oldest going first, so that a flood of
+login forms never pushes out a logged-in user.  A restart of the element
+logs everyone out, which a short-lived session makes cheap.
 """
 
 from __future__ import annotations
@@ -64,16 +66,25 @@ class SessionStore:
         self.lifetime = lifetime
         self.max_sessions = max_sessions
         self.clock = clock
-        self._sessions: dict[str, Session] = {}
+        # Anonymous sessions (a login form shown) and logged-in ones apart, so
+        # that a flood of login forms never pushes a logged-in user out.  In
+        # each, insertion order is creation order, hence expiry order.
+        self._anonymous: dict[str, Session] = {}
+        self._users: dict[str, Session] = {}
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self._anonymous) + len(self._users)
 
     def new(self, user: str | None = None) -> Session:
-        while len(self._sessions) >= self.max_sessions:
-            del self._sessions[next(iter(self._sessions))]
-        session = Session(secrets.token_urlsafe(32), self.clock() + self.lifetime, user=user)
-        self._sessions[session.sid] = session
+        table = self._users if user is not None else self._anonymous
+        now = self.clock()
+        while table:
+            oldest = next(iter(table.values()))
+            if oldest.expires > now and len(table) < self.max_sessions:
+                break
+            del table[oldest.sid]
+        session = Session(secrets.token_urlsafe(32), now + self.lifetime, user=user)
+        table[session.sid] = session
         return session
 
     def cookie_value(self, session: Session) -> str:
@@ -87,22 +98,23 @@ class SessionStore:
             sid = self.signer.unsign(value, max_age=int(self.lifetime)).decode()
         except (BadSignature, UnicodeDecodeError):
             return None
-        session = self._sessions.get(sid)
+        session = self._users.get(sid) or self._anonymous.get(sid)
         if session is None:
             return None
         if session.expires <= self.clock():
-            del self._sessions[sid]
+            self.end(session)
             return None
         return session
 
     def end(self, session: Session) -> None:
-        self._sessions.pop(session.sid, None)
+        self._users.pop(session.sid, None)
+        self._anonymous.pop(session.sid, None)
 
     def end_user(self, user: str) -> int:
         """End every session of ``user``; returns how many."""
-        gone = [sid for sid, s in self._sessions.items() if s.user == user]
+        gone = [sid for sid, s in self._users.items() if s.user == user]
         for sid in gone:
-            del self._sessions[sid]
+            del self._users[sid]
         return len(gone)
 
 
