@@ -2,15 +2,18 @@
 // would: open the WWSF, press "Log in", fill in the WWSF's login form, come
 // back to the page, wait for the identities and the SIP registration state.
 //
-//   node browser_login.mjs <base-url> <user> <password> <screenshot.png> [refresh]
+//   node browser_login.mjs <base-url> <user> <password> <screenshot.png> [MODES]
+//
+// MODES, comma-separated: "refresh" waits for the page's next token refresh
+// and reports the storage after it (and the registration state once settled
+// again); "registered" waits for the SIP registration to succeed rather than
+// for it to settle either way.
 //
 // The user "guest" presses the login page's guest button instead of logging in.
 // Prints one JSON object on stdout: what the page shows (IMPI, IMPUs, the
 // registration state, the expiry), what it holds (the session storage), the
 // address it ended on and every URL the browser asked for, so that the test
-// can check that no token ever travelled in a URL.  With "refresh", it also
-// waits for the page's first token refresh and reports the storage after it.
-// Before the login it opens a forged /callback; after it, it reloads the page;
+// can check that no token ever travelled in a URL.  Before the login it opens a forged /callback; after it, it reloads the page;
 // last it presses "Log out" and reports what is left.  Exit 1 with the
 // reason on stderr when a step does not happen in time.
 import { createRequire } from "node:module";
@@ -22,6 +25,8 @@ const require = createRequire(new URL("../../src/webims/wic/package.json", impor
 const { chromium } = require("playwright-core");
 
 const [base, user, password, screenshot, mode] = process.argv.slice(2);
+const modes = new Set((mode || "").split(",").filter(Boolean));
+const settled = modes.has("registered") ? ["registered"] : ["registered", "failed"];
 const CHROMIUM = process.env.WEBIMS_CHROMIUM || "/usr/bin/chromium";
 const FLAGS = [
   "--headless",
@@ -79,12 +84,9 @@ try {
   }
 
   await page.waitForSelector("#impus li");
-  // The SIP side: wait until the registration settles one way or the other.
-  await page.waitForFunction(
-    () => ["registered", "failed"].includes(document.getElementById("reg-state").dataset.state),
-    null,
-    { timeout: 15000 },
-  );
+  // The SIP side: wait until the registration settles.
+  const settledIn = (states) => states.includes(document.getElementById("reg-state").dataset.state);
+  await page.waitForFunction(settledIn, settled, { timeout: 15000 });
   const shown = await page.evaluate(() => ({
     impi: document.getElementById("impi").textContent,
     impus: [...document.querySelectorAll("#impus li")].map((li) => li.textContent),
@@ -101,10 +103,13 @@ try {
   await page.screenshot({ path: screenshot, fullPage: true });
 
   let refreshed = null;
-  if (mode === "refresh") {
-    await page.waitForFunction(() => Number(document.getElementById("refreshes").textContent) >= 1, null, {
+  if (modes.has("refresh")) {
+    const before = await page.evaluate(() => Number(document.getElementById("refreshes").textContent));
+    await page.waitForFunction((n) => Number(document.getElementById("refreshes").textContent) > n, before, {
       timeout: 60000,
     });
+    // The re-REGISTER with the new token, answered.
+    await page.waitForFunction(settledIn, settled, { timeout: 15000 });
     refreshed = await page.evaluate(() => ({
       storage: Object.fromEntries(Object.entries(sessionStorage)),
       impus: [...document.querySelectorAll("#impus li")].map((li) => li.textContent),
@@ -135,6 +140,18 @@ try {
   );
 } catch (err) {
   process.stderr.write(`browser_login: ${err.message}\n`);
+  const page = context && context.pages()[0];
+  if (page) {
+    const where = await page
+      .evaluate(() => ({
+        url: location.href,
+        reg: document.getElementById("reg-state")?.textContent,
+        refreshes: document.getElementById("refreshes")?.textContent,
+        error: document.getElementById("error")?.textContent,
+      }))
+      .catch(() => null);
+    process.stderr.write(`  page: ${JSON.stringify(where)}\n`);
+  }
   process.stderr.write(consoleLines.map((l) => `  console ${l}\n`).join(""));
   process.exitCode = 1;
 } finally {

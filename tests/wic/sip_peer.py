@@ -3,7 +3,8 @@
 It stands where the eP-CSCF will stand (RFC 7118: TLS, subprotocol ``sip``,
 one SIP message per text frame), parses every frame with the project's own
 SIP parser, keeps the requests, and answers a REGISTER with 200 OK (the
-Contact echoed, as a registrar does) and anything else with 405.  It checks
+Contact echoed, as a registrar does), or the first one with 401
+``invalid_token`` when told to, and anything else with 405.  It checks
 nothing itself: the tests read :attr:`SipPeer.requests`.
 """
 
@@ -28,6 +29,9 @@ class SipPeer:
     binary_frames: int = 0
     requests: list[Request] = field(default_factory=list)
     server: Server | None = None
+    #: Answer the first REGISTER with 401 and an RFC 8898 ``invalid_token``
+    #: challenge, as an eP-CSCF does for a token it refuses.
+    refuse_first_token: bool = False
 
     async def start(self) -> int:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -57,7 +61,13 @@ class SipPeer:
             if not isinstance(message, Request):
                 continue
             self.requests.append(message)
-            if message.method == "REGISTER":
+            if message.method == "REGISTER" and self.refuse_first_token:
+                self.refuse_first_token = False
+                challenge = 'Bearer realm="home1.net", error="invalid_token"'
+                answer = make_response(
+                    message, 401, to_tag=new_tag(), extra=[("WWW-Authenticate", challenge)]
+                )
+            elif message.method == "REGISTER":
                 contacts = [("Contact", v) for v in message.headers.get_all("Contact")]
                 answer = make_response(message, 200, to_tag=new_tag(), extra=contacts)
             else:

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from webims.devca import ensure_dev_ca
+from webims.sip import Request
 from webims.sip.auth import BearerCredentials
 
 from .conftest import (
@@ -50,16 +51,14 @@ DRIVER = Path(__file__).with_name("browser_login.mjs")
 ARTIFACTS = Path(__file__).with_name("artifacts")
 
 
-def browser_command(
-    url: str, screenshot: Path, user: str = "user1", *, refresh: bool = True
-) -> list[str]:
+def browser_command(url: str, screenshot: Path, user: str = "user1", modes: str = "") -> list[str]:
     node = need_tool("node")
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium", pytrace=False)
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot.unlink(missing_ok=True)
     command = [node, str(DRIVER), url, user, f"{user}-secret", str(screenshot)]
-    return command + (["refresh"] if refresh else [])
+    return command + ([modes] if modes else [])
 
 
 def browser_result(returncode: int | None, stdout: str, stderr: str) -> dict[str, Any]:
@@ -87,7 +86,7 @@ def test_user1_logs_in_with_chromium_and_the_wic_shows_the_impu_and_holds_a_toke
     web_system: WebSystem,
 ) -> None:
     screenshot = ARTIFACTS / "wic-user1.png"
-    page = run_browser(web_system, screenshot)
+    page = run_browser(web_system, screenshot, modes="refresh")
     print(f"screenshot: {screenshot}")
     assert screenshot.is_file() and screenshot.stat().st_size > 5_000
 
@@ -166,7 +165,7 @@ def test_a_guest_gets_a_pool_identity_in_the_wic(web_system: WebSystem) -> None:
     """TS 33.203 X.4: no IMS subscription, the WWSF lends one of its pool's
     IMPI/IMPU pairs; the WIC shows it and holds a token for it."""
     screenshot = ARTIFACTS / "wic-guest.png"
-    page = run_browser(web_system, screenshot, user="guest", refresh=False)
+    page = run_browser(web_system, screenshot, user="guest")
     print(f"screenshot: {screenshot}")
     assert re.fullmatch(r"pool\d+_private@home1\.net", page["impi"])
     assert len(page["impus"]) == 1
@@ -185,6 +184,12 @@ def test_a_guest_gets_a_pool_identity_in_the_wic(web_system: WebSystem) -> None:
     assert answer.json() == {"active": False}
 
 
+def bearer_token(request: Request) -> str:
+    (credentials,) = request.authorization
+    assert isinstance(credentials, BearerCredentials), request.method
+    return credentials.token
+
+
 @pytest.mark.timeout(180)
 async def test_the_wic_registers_with_its_token_in_every_request_and_again_after_a_refresh(
     tmp_path: Path, wic_build: Path
@@ -192,7 +197,7 @@ async def test_the_wic_registers_with_its_token_in_every_request_and_again_after
     """SPEC §8 statements 6-9 as the browser sends them: the web element alone
     (``webims run wwsf``) with a SIP peer standing for the eP-CSCF."""
     ca = ensure_dev_ca(tmp_path)
-    peer = SipPeer(ca.server_cert, ca.server_key)
+    peer = SipPeer(ca.server_cert, ca.server_key, refuse_first_token=True)
     sip_port = await peer.start()
     web = free_port()
     config = web_config(tmp_path, web, f"wss://127.0.0.1:{sip_port}/")
@@ -203,26 +208,31 @@ async def test_the_wic_registers_with_its_token_in_every_request_and_again_after
         check=False,
     )
     assert seeded.returncode == 0, seeded.stderr
-    screenshot = ARTIFACTS / "wic-user1-registered.png"
+    shot = ARTIFACTS / "wic-user1-registered.png"
     try:
         with running("run", "wwsf", "--config", str(config)):
             proc = await asyncio.create_subprocess_exec(
-                *browser_command(f"https://127.0.0.1:{web}", screenshot),
+                *browser_command(f"https://127.0.0.1:{web}", shot, modes="registered,refresh"),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
             out, err = await asyncio.wait_for(proc.communicate(), 100)
+            # Statement 9: the Bearer token in every request, each one the WAF's.
+            system = WebSystem(f"https://127.0.0.1:{web}", tmp_path, config, sip_port, [])
+            tokens = [bearer_token(request) for request in peer.requests]
+            claims = [verified_claims(system, token) for token in tokens]
     finally:
         await peer.stop()
     page = browser_result(proc.returncode, out.decode(), err.decode())
-    print(f"screenshot: {screenshot}")
+    print(f"screenshot: {shot}")
     assert page["regState"] == "registered", page["regText"]
 
     # Statement 6: wss:// with the sip subprotocol; 7: text frames, one message each.
     assert peer.subprotocols and set(peer.subprotocols) == {"sip"}
     assert peer.binary_frames == 0
     registers = [r for r in peer.requests if r.method == "REGISTER"]
-    assert len(registers) >= 3, [r.method for r in peer.requests]  # login, refresh, logout
+    # Refused token, the fresh one, the refresh at 80%, the logout.
+    assert len(registers) >= 4, [r.method for r in peer.requests]
     held = json.loads(page["storage"]["webims.wic.session"])["access_token"]
     fresh = json.loads(page["refreshed"]["storage"]["webims.wic.session"])["access_token"]
     for register in registers:
@@ -236,14 +246,10 @@ async def test_the_wic_registers_with_its_token_in_every_request_and_again_after
         assert contact.params.get("reg-id") == "1"
         assert {"path", "outbound"} <= set(register.supported)
         assert str(register.from_.uri) == str(register.to.uri) == USER1["impu"][0]
-    # Statement 9: the Bearer token in every request; the new one after a refresh.
-    tokens = []
-    for request in peer.requests:
-        (credentials,) = request.authorization
-        assert isinstance(credentials, BearerCredentials), request.method
-        tokens.append(credentials.token)
-    assert tokens[0] == held
-    assert fresh in tokens[1:], "no REGISTER with the refreshed token"
+    # The first token was refused (401 invalid_token): the page got a new one
+    # at once and registered with it; later, the periodic refresh re-registered.
+    assert claims[0]["jti"] != claims[1]["jti"] and tokens[1] == held
+    assert fresh in tokens[2:] and fresh != held, "no REGISTER with the refreshed token"
     # Logout unregisters: the last REGISTER removes the binding.
     last = registers[-1]
     assert last.expires == 0 or last.contacts[0].params.get("expires") == "0"

@@ -37,6 +37,8 @@ const wic = {
   refreshTimer: null,
   clockTimer: null,
   line: null,
+  // A 401 to a REGISTER triggers one refresh until the next success.
+  tokenRetried: false,
 };
 // For people debugging in the console and for the browser test.
 globalThis.webimsWic = wic;
@@ -54,11 +56,20 @@ function setError(message) {
   box.hidden = !message;
 }
 
-function setRegistration(state, detail) {
+function setRegistration(state, detail, status = 0) {
   const el = $("reg-state");
   el.dataset.state = state;
   el.textContent = state === "failed" ? `failed: ${detail}` : state;
   $("reg-detail").textContent = state === "failed" ? "" : detail || "";
+  if (state === "registered") {
+    wic.tokenRetried = false;
+  } else if (state === "failed" && status === 401 && !wic.tokenRetried && wic.line) {
+    // RFC 8898: the eP-CSCF refused the token (expired, revoked, or signed
+    // with a key it no longer trusts).  Get a fresh one and register again, once.
+    wic.tokenRetried = true;
+    clearTimeout(wic.refreshTimer);
+    refresh();
+  }
 }
 
 function saveTokens(tokens) {

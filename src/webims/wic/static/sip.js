@@ -7,9 +7,10 @@
 // Request-URI = the home domain, Contact with transport=ws, +sip.instance and
 // reg-id, Via transport WSS with a .invalid host: JsSIP's defaults).
 //
-// The registration state is reported through onState(state, detail), state
-// one of "connecting", "registering", "registered", "unregistered",
-// "failed"; detail is the human reason of a failure.
+// The registration state is reported through onState(state, detail, status),
+// state one of "connecting", "registering", "registered", "unregistered",
+// "failed"; detail is the human reason of a failure, status the SIP status
+// of a refused REGISTER (0 when there was no answer).
 
 import JsSIP from "./build/jssip.js";
 
@@ -17,12 +18,36 @@ function responseText(response) {
   return response ? `${response.status_code} ${response.reason_phrase}` : "";
 }
 
+// "until <time>" from the expires parameter of a 200 OK's Contact.
+function until(text) {
+  const expires = /;\s*expires=(\d+)/i.exec(text || "");
+  if (!expires) return "";
+  const at = new Date(Date.now() + 1000 * Number(expires[1])).toLocaleTimeString();
+  return `until ${at} (JsSIP refreshes it before then)`;
+}
+
+// JsSIP reports the first successful REGISTER only, not the later ones; the
+// page wants to see the re-REGISTER after a token refresh succeed too, so
+// every frame from the eP-CSCF is shown to `watch` before JsSIP parses it.
+class WatchedSocket extends JsSIP.WebSocketInterface {
+  constructor(url, watch) {
+    super(url);
+    this.watch = watch;
+  }
+
+  _onMessage(event) {
+    this.watch(event.data);
+    super._onMessage(event);
+  }
+}
+
 export class SipLine {
   constructor({ url, impu, token, onState, expires = 600 }) {
     this.url = url;
     this.onState = onState;
     this.stopped = false;
-    const socket = new JsSIP.WebSocketInterface(url);
+    this.reregistering = false;
+    const socket = new WatchedSocket(url, (data) => this.watch(data));
     this.ua = new JsSIP.UA({
       sockets: [socket],
       uri: impu,
@@ -42,18 +67,26 @@ export class SipLine {
       this.onState("failed", why);
     });
     this.ua.on("registered", (event) => {
-      const contact = (event.response && event.response.getHeader("Contact")) || "";
-      const expires = /;\s*expires=(\d+)/i.exec(contact);
-      const until = expires ? new Date(Date.now() + 1000 * Number(expires[1])).toLocaleTimeString() : "";
-      this.onState("registered", until ? `until ${until} (JsSIP refreshes it before then)` : "");
+      this.reregistering = false;
+      this.onState("registered", until(event.response && event.response.getHeader("Contact")));
     });
     this.ua.on("unregistered", (event) => {
       this.onState("unregistered", responseText(event && event.response));
     });
     this.ua.on("registrationFailed", (event) => {
+      this.reregistering = false;
       const text = responseText(event.response);
-      this.onState("failed", text ? `${event.cause} (${text})` : String(event.cause));
+      const status = event.response ? event.response.status_code : 0;
+      this.onState("failed", text ? `${event.cause} (${text})` : String(event.cause), status);
     });
+  }
+
+  // A 2xx to the REGISTER sent after a token refresh: registered again.
+  watch(data) {
+    if (this.stopped || !this.reregistering || typeof data !== "string") return;
+    if (!/^SIP\/2\.0 2\d\d /.test(data) || !/\r\nCSeq:\s*\d+\s+REGISTER\r\n/i.test(data)) return;
+    this.reregistering = false;
+    this.onState("registered", `again with the refreshed token, ${until(data)}`);
   }
 
   start() {
@@ -66,7 +99,8 @@ export class SipLine {
   reauthorise(token) {
     this.ua.set("authorization_jwt", `Bearer ${token}`);
     if (this.ua.isConnected()) {
-      this.onState("registering", "re-registering with the refreshed token");
+      this.reregistering = true;
+      this.onState("registering", "again, with the refreshed token");
       this.ua.register();
     }
   }
