@@ -67,7 +67,6 @@ async def running_web(
     settings = load_settings(None, data_dir=data_dir, web={"port": port, **web})
     if with_waf:
         waf_factory = default_waf_factory(settings)
-        assert waf_factory is not None
     ca = ensure_dev_ca(data_dir)
     db = open_database(data_dir / DATABASE_FILE)
     app = create_web_app(

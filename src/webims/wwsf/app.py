@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -90,9 +90,11 @@ def wic_static_dir() -> Path:
 class WafLike(Protocol):
     """What the WWSF needs of the WAF."""
 
-    def routes(self) -> list[BaseRoute]: ...
+    def routes(self) -> Sequence[BaseRoute]: ...
 
     async def revoke_user_tokens(self, web_user: str) -> int: ...
+
+    async def close(self) -> None: ...
 
 
 #: Builds the WAF from the WWSF's ``current_user`` and ``resolve_identity``.

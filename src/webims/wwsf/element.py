@@ -14,12 +14,12 @@ that are missing.
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Callable
 
 from ..config import Settings
 from ..devca import ensure_dev_ca, server_ssl_context
 from ..hss import open_store
+from ..waf.element import Waf
 from ..waf.identity import CurrentUser, ResolveIdentity
 from .accounts import AccountStore
 from .app import WafFactory, WafLike, create_web_app
@@ -32,24 +32,15 @@ __all__ = ["WebElement", "default_waf_factory", "token_ttl"]
 
 
 def token_ttl(settings: Settings) -> float:
-    """The WAF's access-token lifetime (its ``[waf]`` section, when there is one)."""
-    return float(getattr(getattr(settings, "waf", None), "access_token_ttl", 600))
+    """The WAF's access-token lifetime."""
+    return float(settings.waf.access_token_ttl)
 
 
-def default_waf_factory(settings: Settings) -> WafFactory | None:
-    """The WAF of :mod:`webims.waf` (its ``Waf``, in ``webims.waf.element``),
-    built over ``settings``; None when that package provides none."""
-    try:
-        module = importlib.import_module("webims.waf.element")
-    except ModuleNotFoundError:
-        return None
-    waf_class = getattr(module, "Waf", None)
-    if waf_class is None:
-        return None
+def default_waf_factory(settings: Settings) -> WafFactory:
+    """The WAF of :mod:`webims.waf`, over ``settings`` and its data directory."""
 
     def build(current_user: CurrentUser, resolve_identity: ResolveIdentity) -> WafLike:
-        waf: WafLike = waf_class(settings, settings.data_dir, current_user, resolve_identity)
-        return waf
+        return Waf(settings, settings.data_dir, current_user, resolve_identity)
 
     return build
 
@@ -140,9 +131,7 @@ class WebElement:
         waf = self.waf
         self.waf = None
         if waf is not None:
-            close = getattr(waf, "close", None)
-            if close is not None:
-                await close()
+            await waf.close()
         if self.db is not None:
             self.db.close()
             self.db = None
