@@ -19,11 +19,11 @@ from starlette.requests import Request
 
 from webims.config import Settings, load_settings
 from webims.devca import ensure_dev_ca, server_ssl_context
+from webims.transport.http import HttpServer
 from webims.wwsf.accounts import AccountStore
 from webims.wwsf.app import WafFactory, Wwsf, create_web_app
 from webims.wwsf.db import DATABASE_FILE, open_database
 from webims.wwsf.element import default_waf_factory
-from webims.wwsf.server import WebServer
 from webims.wwsf.sessions import load_session_key
 
 PAIRS = [
@@ -76,7 +76,7 @@ async def running_web(
         waf_factory=waf_factory,
     )
     ctx = server_ssl_context(ca.server_cert, ca.server_key) if tls else None
-    server = WebServer(app, "127.0.0.1", port, ctx)
+    server = HttpServer(app, "127.0.0.1", port, ctx)
     task = await server.start_serving()
     try:
         yield Web(f"{scheme}://127.0.0.1:{port}", settings, app.state.wwsf, ca.ca_cert)

@@ -31,21 +31,17 @@ cancelled or when ``should_exit`` is set on the :class:`ApiServer` handed to
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import logging
 import os
 import secrets
-import socket
 import stat
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
-import uvicorn
 from fastapi import APIRouter, Body, FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -53,6 +49,7 @@ from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..transport.http import HttpServer
 from .model import InvalidSubscriber
 from .provisioning import (
     NewSubscriber,
@@ -275,45 +272,8 @@ def _read_key(path: Path) -> str:
 # -- serving ----------------------------------------------------------------------
 
 
-class ApiServer(uvicorn.Server):
-    """uvicorn's server without its process-wide signal handling, on a
-    socket bound before it starts (so that a busy port is an ``OSError`` for
-    the caller, and port 0 picks a free one)."""
-
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
-        super().__init__(config)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socket = socket.create_server((host, port), family=family)
-        self.socket.setblocking(False)
-
-    @property
-    def port(self) -> int:
-        return int(self.socket.getsockname()[1])
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # the process's own handlers stay in place
-
-    async def run_until_stopped(self) -> None:
-        sockets = [self.socket]
-        try:
-            await self.serve(sockets=sockets)
-        except asyncio.CancelledError:
-            if self.started:
-                self.should_exit = True
-                await self.shutdown(sockets=sockets)
-            raise
-        finally:
-            self.socket.close()
+#: The server :func:`serve_api` hands to ``ready`` (plain HTTP).
+ApiServer = HttpServer
 
 
 async def serve_api(
@@ -326,7 +286,7 @@ async def serve_api(
     """Serve ``app`` on ``host``:``port`` until cancelled, or until
     ``should_exit`` is set on the server handed to ``ready`` (called once the
     socket is bound, so ``server.port`` tells an ephemeral port)."""
-    server = ApiServer(app, host, port)
+    server = HttpServer(app, host, port)
     if ready is not None:
         ready(server)
     await server.run_until_stopped()

@@ -14,17 +14,17 @@ next Cx request for that user.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..diameter.base import Identity
 from ..diameter.cxdefs import CX_APPLICATION_ID, VENDOR_3GPP, DeregistrationReason
 from ..diameter.node import DiameterNode, NodeConfig
+from ..transport.http import HttpServer
 from . import open_store
-from .api import ApiServer, create_app, resolve_api_key, serve_api
+from .api import create_app, resolve_api_key
 from .assignment import prepare_ppr, prepare_rtr
 from .cx import CxServer
 from .model import RegistrationState, ServerAssignment, Subscriber
@@ -165,7 +165,7 @@ class HssElement:
         self.cx = CxServer(self.node, self.raw_store, home_networks=options.home_networks)
         self.store = NotifyingStore(self.raw_store, self.cx)
         self.diameter_port = 0
-        self.api: ApiServer | None = None
+        self.api: HttpServer | None = None
         self.api_key_note = ""
         self._api_task: asyncio.Task[None] | None = None
 
@@ -185,23 +185,9 @@ class HssElement:
         opts = self.options
         key = resolve_api_key(opts.api_key, opts.data_dir)
         self.api_key_note = key.describe()
-        ready: asyncio.Future[ApiServer] = asyncio.get_running_loop().create_future()
-
-        def on_ready(server: ApiServer) -> None:
-            if not ready.done():
-                ready.set_result(server)
-
-        app = create_app(self.store, key.value)
-        self._api_task = asyncio.ensure_future(
-            serve_api(app, opts.host, opts.api_port, ready=on_ready)
-        )
-        api_task = self._api_task
-        while not ready.done():
-            if api_task.done():
-                api_task.result()  # raises what stopped it
-                raise OSError(f"provisioning API did not start on {opts.host}:{opts.api_port}")
-            await asyncio.sleep(0.01)
-        self.api = ready.result()
+        server = HttpServer(create_app(self.store, key.value), opts.host, opts.api_port)
+        self._api_task = await server.start_serving()
+        self.api = server
 
     def describe(self) -> list[str]:
         opts = self.options
@@ -217,19 +203,14 @@ class HssElement:
         return lines
 
     async def close(self) -> None:
-        if self.api is not None:
-            self.api.should_exit = True
-        if self._api_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._api_task, 5)
+        if self.api is not None and self._api_task is not None:
+            await self.api.stop(self._api_task)
         await self.node.stop()
         await self.store.drain()
         await self.raw_store.close()
 
 
-def options_from_settings(
-    settings: object, echo: Callable[[str], None] | None = None
-) -> HssOptions:
+def options_from_settings(settings: object) -> HssOptions:
     """HssOptions from a :class:`~webims.config.Settings`."""
     from ..config import Settings  # noqa: PLC0415 (config imports nothing of hss)
 

@@ -19,13 +19,13 @@ from collections.abc import Callable
 from ..config import Settings
 from ..devca import ensure_dev_ca, server_ssl_context
 from ..hss import open_store
+from ..transport.http import HttpServer
 from ..waf.element import Waf
 from ..waf.identity import CurrentUser, ResolveIdentity
 from .accounts import AccountStore
 from .app import WafFactory, WafLike, create_web_app
 from .db import DATABASE_FILE, WwsfDatabase, open_database
 from .provisioning import seed_pool, seed_web_demo
-from .server import WebServer
 from .sessions import load_session_key
 
 __all__ = ["WebElement", "default_waf_factory", "token_ttl"]
@@ -63,7 +63,7 @@ class WebElement:
         self.say = say
         self.waf_factory = waf_factory if waf_factory is not None else default_waf_factory(settings)
         self.db: WwsfDatabase | None = None
-        self.server: WebServer | None = None
+        self.server: HttpServer | None = None
         self.waf: WafLike | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -86,7 +86,7 @@ class WebElement:
                 token_ttl=token_ttl(settings),
             )
             self.waf = app.state.wwsf.waf
-            self.server = WebServer(app, web.host, web.port, server_ssl_context(cert, key))
+            self.server = HttpServer(app, web.host, web.port, server_ssl_context(cert, key))
             self._task = await self.server.start_serving()
         except BaseException:
             await self.close()

@@ -1,11 +1,11 @@
-"""HTTPS for the web element: uvicorn inside the running event loop.
+"""HTTP(S) servers inside the running event loop, on uvicorn: the web
+element (WWSF + WAF) and the HSS's provisioning API.
 
-Like the HSS's provisioning API (:mod:`webims.hss.api`): the socket is bound
-before the server starts, so a busy port is an ``OSError`` for the caller and
-port 0 picks a free one; uvicorn installs no signal handlers (the process
-keeps its own) and runs no lifespan.  The TLS context is the caller's (TLS
-1.2+, the dev CA's certificate or a configured one); ``ssl=None`` serves
-plain HTTP, which only tests use.
+The socket is bound before the server starts, so a busy port is an
+``OSError`` for the caller and port 0 picks a free one; uvicorn installs no
+signal handlers (the process keeps its own) and runs no lifespan.  The TLS
+context is the caller's (TLS 1.2+, the dev CA's certificate or a configured
+one); ``ssl_context=None`` serves plain HTTP.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["WebServer"]
+__all__ = ["HttpServer"]
 
 
-class WebServer(uvicorn.Server):
+class HttpServer(uvicorn.Server):
+    """One ASGI app on one socket; :meth:`start_serving` and :meth:`stop`."""
+
     def __init__(
-        self, app: ASGIApp, host: str, port: int, ssl_context: ssl.SSLContext | None
+        self, app: ASGIApp, host: str, port: int, ssl_context: ssl.SSLContext | None = None
     ) -> None:
         config = uvicorn.Config(
             app,
@@ -76,7 +78,7 @@ class WebServer(uvicorn.Server):
         while not self.started:
             if task.done():
                 task.result()  # raises what stopped it
-                raise OSError(f"the web server did not start on {self.url}")
+                raise OSError(f"the HTTP server did not start on {self.url}")
             await asyncio.sleep(0.01)
         return task
 
