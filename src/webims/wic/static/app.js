@@ -37,6 +37,8 @@ const wic = {
   refreshTimer: null,
   clockTimer: null,
   line: null,
+  // The refresh under way, if any.
+  refreshing: null,
   // A 401 to a REGISTER triggers one refresh until the next success.
   tokenRetried: false,
 };
@@ -125,20 +127,35 @@ function scheduleRefresh() {
   wic.refreshTimer = setTimeout(refresh, refreshDelay(wic.tokens));
 }
 
-async function refresh() {
-  if (!wic.tokens || !wic.tokens.refresh_token) {
+// One refresh at a time: a refresh token is good for one use only (a second
+// use revokes the whole family), so a timer and a 401 must not both spend it.
+function refresh() {
+  if (!wic.refreshing) {
+    wic.refreshing = refreshOnce().finally(() => {
+      wic.refreshing = null;
+    });
+  }
+  return wic.refreshing;
+}
+
+async function refreshOnce() {
+  const current = wic.tokens;
+  if (!current || !current.refresh_token) {
     setError("The access token expired and there is no refresh token: log in again.");
     return;
   }
   try {
-    const fresh = await refreshTokens(wic.config, wic.tokens);
+    const fresh = await refreshTokens(wic.config, current);
+    if (wic.tokens !== current) return; // logged out meanwhile
     saveTokens(fresh);
+    setError("");
     $("refreshes").textContent = String(Number($("refreshes").textContent) + 1);
     renderIdentities(fresh);
     renderExpiry();
     scheduleRefresh();
     if (wic.line) wic.line.reauthorise(fresh.access_token);
   } catch (err) {
+    if (wic.tokens !== current) return;
     if (err instanceof OAuthError && err.status && err.status < 500) {
       // invalid_grant: the family was revoked (logout elsewhere, reuse).
       await stopSip();
