@@ -41,12 +41,17 @@ def options(target: str, via: str, branch: str) -> bytes:
 
 
 async def test_webims_up_serves_sip_and_stops_cleanly(tmp_path: Path) -> None:
-    p_port, i_port, s_port, ws_port, wss_port, web_port = (free_port() for _ in range(6))
+    ports: list[int] = []
+    while len(ports) < 8:  # eight distinct ones
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    p_port, i_port, s_port, ws_port, wss_port, web_port, dia_port, api_port = ports
     config = tmp_path / "webims.toml"
     config.write_text(
         f"[pcscf]\nsip_port = {p_port}\nws_port = {ws_port}\nwss_port = {wss_port}\n"
         f"[icscf]\nsip_port = {i_port}\n[scscf]\nsip_port = {s_port}\n"
         f"[web]\nport = {web_port}\n"
+        f"[hss]\ndiameter_port = {dia_port}\napi_port = {api_port}\n"
     )
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
