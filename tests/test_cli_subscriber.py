@@ -199,7 +199,8 @@ def test_seed_demo_twice(tmp_path: Path) -> None:
 def test_config_selects_the_store(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere.sqlite3"
     config = tmp_path / "webims.toml"
-    config.write_text(f'[hss]\nstore = "{elsewhere}"\n')
+    # data_dir too: the web accounts still live there (never in the working tree).
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[hss]\nstore = "{elsewhere}"\n')
     r = runner.invoke(app, ["subscriber", "seed-demo", "--config", str(config)])
     assert r.exit_code == 0, r.output
     assert elsewhere.exists()
