@@ -157,9 +157,11 @@ def peek_header(data: bytes) -> Header:
 _TYPED_COMMANDS = frozenset({257, 280, 282})
 
 
-def decode(data: bytes) -> DecodedMessage:
-    """Decode one framed message; bad AVPs raise :class:`DiameterError`."""
-    header = peek_header(data)
+def decode(data: bytes, header: Header | None = None) -> DecodedMessage:
+    """Decode one framed message (whose header the caller may have read
+    already); bad AVPs raise :class:`DiameterError`."""
+    if header is None:
+        header = peek_header(data)
     if header.flags & 0x0F:
         raise DiameterError(DIAMETER_INVALID_HDR_BITS, "reserved header bits set")
     if header.is_request and header.flags & _FLAG_ERROR:

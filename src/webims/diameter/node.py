@@ -433,7 +433,7 @@ class DiameterNode:
     def _on_message(self, conn: _Connection, raw: bytes) -> None:
         header = peek_header(raw)
         try:
-            message = decode(raw)
+            message = decode(raw, header)
         except DiameterError as err:
             self.stats["protocol_errors"] += 1
             if header.is_request:

@@ -78,10 +78,8 @@ def _enum(kind: Callable[[int], _E], value: Any, code: int) -> _E:
         ) from None
 
 
-def _capabilities(found: proc.Capabilities | None) -> list[Avp]:
-    if found is None:
-        return []
-    return [Capabilities(found.mandatory, found.optional, found.server_names).to_avp()]
+def _capabilities(found: Capabilities | None) -> list[Avp]:
+    return [] if found is None else [found.to_avp()]
 
 
 class CxServer:

@@ -61,6 +61,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ..diameter.cx import Capabilities
 from ..diameter.cxdefs import (
     DIAMETER_AUTHORIZATION_REJECTED,
     DIAMETER_SUCCESS,
@@ -106,15 +107,6 @@ SERVED = frozenset({RegistrationState.REGISTERED, RegistrationState.UNREGISTERED
 
 
 # -- parts of the answers, and the RTR ---------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """Server-Capabilities (TS 29.229 §6.3.4), for S-CSCF selection."""
-
-    mandatory: tuple[int, ...] = ()
-    optional: tuple[int, ...] = ()
-    server_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

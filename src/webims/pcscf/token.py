@@ -47,7 +47,6 @@ neither accepted nor found bad).  ``www_authenticate`` builds the RFC 8898 chall
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import json
 import logging
@@ -61,9 +60,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from webims.jws import b64url_decode, verify_es256
 
 __all__ = [
     "REGISTER_SCOPE",
@@ -85,8 +84,6 @@ REGISTER_SCOPE = "ims:register"
 #: Longest token accepted (characters); the WAF's are under 1 KiB.
 MAX_TOKEN_LENGTH = 8192
 
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _TYP = frozenset({"at+jwt", "application/at+jwt"})
 _METADATA = "/.well-known/oauth-authorization-server"
 #: Distinct accepted JWS headers remembered (one per WAF key in practice).
@@ -219,13 +216,6 @@ def bearer_from_authorization(value: str) -> str | None:
 # -- keys -----------------------------------------------------------------------------------
 
 
-def _b64decode(segment: str) -> bytes:
-    """base64url without padding (RFC 7515 §2), strictly: other characters are an error."""
-    if not _B64URL.fullmatch(segment):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
 def _parse_jwks(jwks: Any) -> dict[str, ec.EllipticCurvePublicKey]:
     """The ES256 verification keys of a JWKS by kid; keys of other kinds are skipped."""
     if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
@@ -246,7 +236,7 @@ def _parse_jwks(jwks: Any) -> dict[str, ec.EllipticCurvePublicKey]:
         ):
             continue
         try:
-            xb, yb = _b64decode(x), _b64decode(y)
+            xb, yb = b64url_decode(x), b64url_decode(y)
             if len(xb) != 32 or len(yb) != 32:
                 continue
             numbers = ec.EllipticCurvePublicNumbers(
@@ -369,17 +359,11 @@ class TokenValidator:
             self._headers[head] = kid
         key = await self._key(kid)
         try:
-            raw = _b64decode(signature)
-            if len(raw) != 64:  # JWS ES256: R || S, 32 octets each (RFC 7518 §3.4)
-                raise ValueError("bad ES256 signature length")
-            der = encode_dss_signature(
-                int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
-            )
-            key.verify(der, f"{head}.{payload}".encode("ascii"), _ECDSA_SHA256)
+            verify_es256(key, head, payload, signature)
         except (ValueError, binascii.Error, InvalidSignature) as exc:
             raise InvalidToken("bad token signature") from exc
         try:
-            claims = json.loads(_b64decode(payload))
+            claims = json.loads(b64url_decode(payload))
         except (ValueError, binascii.Error) as exc:
             raise InvalidToken("malformed token claims") from exc
         if not isinstance(claims, dict):
@@ -512,7 +496,7 @@ class TokenValidator:
 def _kid_of_header(head: str) -> str:
     """The ``kid`` of an acceptable JWS header segment; InvalidToken for any other."""
     try:
-        header = json.loads(_b64decode(head))
+        header = json.loads(b64url_decode(head))
     except (ValueError, binascii.Error) as exc:
         raise InvalidToken("malformed token header") from exc
     if not isinstance(header, dict):

@@ -24,9 +24,7 @@ by ``kid`` among the published ones, ``typ`` ``at+jwt``, our issuer, not expired
 
 from __future__ import annotations
 
-import base64
 import json
-import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,11 +32,9 @@ from typing import Any
 
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jws
 
+from webims.jws import b64url_decode, verify_es256
 from webims.waf.identity import ImsIdentity
 from webims.waf.keys import KeyRing
 
@@ -47,8 +43,6 @@ __all__ = ["AccessTokenGenerator", "Grantee", "TokenClaims", "TokenVerifier", "u
 TokenClaims = dict[str, Any]
 
 _ALGORITHMS = ["ES256"]
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +156,7 @@ class TokenVerifier:
 
     def _claims(self, token: str) -> TokenClaims | None:
         head, payload, signature = token.split(".")
-        header = json.loads(_b64decode(head))
+        header = json.loads(b64url_decode(head))
         if not isinstance(header, dict):
             return None
         if header.get("alg") != "ES256" or header.get("typ") != "at+jwt":
@@ -171,12 +165,8 @@ class TokenVerifier:
         key = self._keys.verifying_key(kid) if isinstance(kid, str) else None
         if key is None:
             return None
-        raw = _b64decode(signature)
-        if len(raw) != 64:  # JWS ES256: R || S, 32 octets each (RFC 7518 §3.4)
-            return None
-        der = encode_dss_signature(int.from_bytes(raw[:32]), int.from_bytes(raw[32:]))
-        key.verify(der, f"{head}.{payload}".encode("ascii"), _ECDSA_SHA256)
-        claims = json.loads(_b64decode(payload))
+        verify_es256(key, head, payload, signature)
+        claims = json.loads(b64url_decode(payload))
         if not isinstance(claims, dict) or claims.get("iss") != self._issuer:
             return None
         exp = claims.get("exp")
@@ -187,15 +177,8 @@ class TokenVerifier:
         return claims
 
 
-def _b64decode(segment: str) -> bytes:
-    """base64url without padding (RFC 7515 §2), strictly: other characters are an error."""
-    if not _B64URL.fullmatch(segment):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
 def unverified_claims(token: str) -> TokenClaims:
     """The claims of a token this WAF has just made, read without checking the signature:
     for bookkeeping right after issuance, never for a token someone presented."""
-    claims: TokenClaims = json.loads(_b64decode(token.split(".")[1]))
+    claims: TokenClaims = json.loads(b64url_decode(token.split(".")[1]))
     return claims
