@@ -724,7 +724,7 @@ class DiameterNode:
             else:
                 conn.close()
 
-        self._spawn(connect())
+        self.spawn(connect())
 
     def _process(self, peer: Peer, conn: _Connection, message: Message) -> None:
         header = message.header
@@ -765,7 +765,7 @@ class DiameterNode:
             waiting = serving.send(None)
         except StopIteration:
             return
-        self._spawn(_resume(serving, waiting))
+        self.spawn(_resume(serving, waiting))
 
     async def _serve(
         self, peer: Peer, conn: _Connection, request: Message, handler: Handler
@@ -862,7 +862,8 @@ class DiameterNode:
 
     # -- tasks --------------------------------------------------------------------
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run ``coro`` in the background; the node cancels it when it stops."""
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

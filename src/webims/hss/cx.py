@@ -185,7 +185,7 @@ class CxServer:
             avps.append(allowed_entities_avp(ans.allowed_waf, ans.allowed_wwsf))
         answer = cx_answer(self.me, request, ans.result, avps)
         if ans.rtr is not None:
-            self.node._spawn(self._deliver_rtr(ans.rtr))
+            self.node.spawn(self._deliver_rtr(ans.rtr))
         return answer
 
     async def on_mar(self, request: AppMessage, peer: Peer) -> AppMessage:
@@ -220,7 +220,7 @@ class CxServer:
             )
         answer = cx_answer(self.me, request, ans.result, avps)
         if ans.rtr is not None:
-            self.node._spawn(self._deliver_rtr(ans.rtr))
+            self.node.spawn(self._deliver_rtr(ans.rtr))
         return answer
 
     async def on_lir(self, request: AppMessage, peer: Peer) -> AppMessage:
