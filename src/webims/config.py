@@ -65,25 +65,72 @@ class ElementSettings(BaseModel):
     aliases: list[str] = Field(default_factory=list)
 
 
+class CxClientSettings(BaseModel):
+    """A CSCF's Diameter Cx client towards the HSS."""
+
+    #: Our Origin-Host.
+    identity: str = ""
+    #: Seconds a Cx request may wait for its answer.
+    timeout: float = Field(default=3.0, gt=0, le=60)
+
+
 class PcscfSettings(ElementSettings):
     sip_port: int = Field(default=5060, ge=0, le=65535)
-    #: SIP over WebSocket (development only) and over secure WebSocket.
+    #: SIP over WebSocket (development only; 0 turns it off) and over secure WebSocket.
     ws_port: int = Field(default=7080, ge=0, le=65535)
     wss_port: int = Field(default=7443, ge=0, le=65535)
     #: Server certificate and key for WSS; the dev CA makes them when unset.
     tls_cert: Path | None = None
     tls_key: Path | None = None
     aliases: list[str] = Field(default_factory=lambda: ["pcscf.home1.net"])
+    #: P-Visited-Network-ID this eP-CSCF puts in REGISTER (its network).
+    network_id: str = "home1.net"
+    #: The I-CSCF REGISTER goes to; unset: the I-CSCF of this deployment.
+    icscf_uri: str | None = None
+    #: How Bearer tokens are checked: "local" (ES256 against the WAF's JWKS)
+    #: or "introspect" (that, then RFC 7662 introspection at the WAF).
+    token_check: str = Field(default="local", pattern="^(local|introspect)$")
+    #: The WAF (token issuer); unset: ``[waf] issuer`` or ``[web] public_url``.
+    waf_issuer: str | None = None
+    #: Put ``authorization-entity`` in every forwarded REGISTER (SPEC §8 21).
+    send_authorization_entity: bool = True
+    #: Subscribe to the reg event package after an initial registration.
+    subscribe_reg_event: bool = True
 
 
 class IcscfSettings(ElementSettings):
     sip_port: int = Field(default=5070, ge=0, le=65535)
     aliases: list[str] = Field(default_factory=lambda: ["icscf.home1.net"])
+    #: "host:port" of the Mw peers whose REGISTERs are accepted (the
+    #: eP-CSCFs); unset: the eP-CSCF of this deployment.
+    trusted_peers: list[str] | None = None
+    #: S-CSCFs to select from when the HSS answers with capabilities:
+    #: SIP URI -> capabilities it has; unset: the S-CSCF of this deployment
+    #: with every capability.
+    scscfs: dict[str, list[int]] | None = None
+    cx: CxClientSettings = Field(
+        default_factory=lambda: CxClientSettings(identity="icscf.home1.net")
+    )
 
 
 class ScscfSettings(ElementSettings):
     sip_port: int = Field(default=5080, ge=0, le=65535)
     aliases: list[str] = Field(default_factory=lambda: ["scscf.home1.net"])
+    #: This S-CSCF's SIP URI (the Cx Server-Name); unset: made from the first
+    #: alias and the SIP port.
+    server_name: str | None = None
+    #: "host:port" of the Mw peers whose ``auth-done`` is trusted (I-CSCFs,
+    #: eP-CSCFs); unset: the I-CSCF and eP-CSCF of this deployment.
+    trusted_peers: list[str] | None = None
+    #: Registration lifetimes (seconds): below min_expires is answered 423.
+    min_expires: int = Field(default=60, ge=1)
+    max_expires: int = Field(default=3600, ge=1)
+    default_expires: int = Field(default=3600, ge=1)
+    #: Authorisation entities (WAF/WWSF identities) barred by the operator.
+    barred_auth_entities: list[str] = Field(default_factory=list)
+    cx: CxClientSettings = Field(
+        default_factory=lambda: CxClientSettings(identity="scscf.home1.net")
+    )
 
 
 class HssSettings(BaseModel):

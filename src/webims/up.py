@@ -5,32 +5,25 @@ The HSS is a Diameter node with the Cx server and the provisioning API
 store holds no subscriber yet, provisions the demo subscribers of DESIGN.md.
 The web element (:mod:`webims.wwsf.element`) is the WWSF and the WAF on one
 HTTPS origin; ``webims up`` seeds its demo web accounts and identity pool.
-Each SIP element is a :class:`~webims.transport.endpoint.SipEndpoint` with a
-:class:`~webims.sip.proxy.ProxyCore` over it.  At this stage of the project
-the CSCFs run the plain proxy application (:class:`~webims.sip.proxy.LooseRouter`):
-they answer OPTIONS addressed to them and route everything else by Route and
-Request-URI.  Their IMS procedures (TS 24.229, TS 24.371) plug into the same
-core as they are built.
+Each CSCF is a :class:`~webims.ims.element.Cscf`: a SIP endpoint with the
+proxy core and the element's procedures over it (``webims.<name>.element``),
+and a Cx client for the I-CSCF and the S-CSCF.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
-from .config import ElementSettings, PcscfSettings, Settings
-from .devca import ensure_dev_ca, server_ssl_context
+from .config import Settings
 from .hss.element import HssElement, options_from_settings
 from .hss.provisioning import seed_demo
-from .sip.proxy import LooseRouter, ProxyCore
-from .sip.transaction import TimerConfig
-from .transport.endpoint import EndpointConfig, SipEndpoint
-from .transport.layer import ListenSpec
+from .ims.element import Cscf
 from .transport.loop import ServerGc
 from .wwsf.element import WebElement
 
@@ -45,8 +38,6 @@ RUNNABLE = ("hss", *WEB_ELEMENTS, *SIP_ELEMENTS)
 #: What ``webims up`` starts, in order.
 UP_ELEMENTS = ("hss", "wwsf", *SIP_ELEMENTS)
 
-_TITLES = {"pcscf": "eP-CSCF", "icscf": "I-CSCF", "scscf": "S-CSCF"}
-
 
 class Element(Protocol):
     @property
@@ -55,52 +46,6 @@ class Element(Protocol):
     def describe(self) -> list[str]: ...
 
     async def close(self) -> None: ...
-
-
-@dataclass
-class Running:
-    """A SIP element: its endpoint and the core over it."""
-
-    name: str
-    endpoint: SipEndpoint
-
-    @property
-    def title(self) -> str:
-        return _TITLES[self.name]
-
-    def describe(self) -> list[str]:
-        lines = []
-        for lst in self.endpoint.listeners:
-            host, port = lst.local
-            shown = f"[{host}]" if ":" in host else host
-            if lst.transport in ("ws", "wss"):
-                lines.append(f"{lst.transport}://{shown}:{port}/  (subprotocol sip)")
-            else:
-                lines.append(f"sip:{shown}:{port};transport={lst.transport}")
-        return lines
-
-    async def close(self) -> None:
-        await self.endpoint.close()
-
-
-def _listen_specs(name: str, section: ElementSettings, settings: Settings) -> list[ListenSpec]:
-    host = settings.sip.host
-    specs: list[ListenSpec] = []
-    if section.sip_port:
-        specs += [
-            ListenSpec("udp", host, section.sip_port),
-            ListenSpec("tcp", host, section.sip_port),
-        ]
-    if isinstance(section, PcscfSettings):
-        if section.ws_port:
-            specs.append(ListenSpec("ws", host, section.ws_port))
-        if section.wss_port:
-            cert, key = section.tls_cert, section.tls_key
-            if cert is None or key is None:
-                ca = ensure_dev_ca(settings.data_dir)
-                cert, key = ca.server_cert, ca.server_key
-            specs.append(ListenSpec("wss", host, section.wss_port, server_ssl_context(cert, key)))
-    return specs
 
 
 async def start_hss(settings: Settings, *, seed: bool, say: Callable[[str], None]) -> HssElement:
@@ -127,15 +72,10 @@ async def start_element(
         web = WebElement(settings, seed=seed, say=say)
         await web.start()
         return web
-    section: ElementSettings = getattr(settings, name)
-    sip = settings.sip
-    config = EndpointConfig(
-        timers=TimerConfig(T1=sip.t1, T2=sip.t2, T4=sip.t4),
-        aliases=tuple(section.aliases),
-    )
-    endpoint = SipEndpoint(lambda ep: ProxyCore(ep.layer, LooseRouter(ep), ep), config)
-    await endpoint.start(_listen_specs(name, section, settings))
-    return Running(name, endpoint)
+    module = importlib.import_module(f"webims.{name}.element")
+    cscf: Cscf = module.make(settings)
+    await cscf.start()
+    return cscf
 
 
 async def run_elements(

@@ -32,7 +32,7 @@ import hashlib
 import heapq
 import itertools
 import logging
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple, Protocol
@@ -147,6 +147,11 @@ class ProxyApplication(Protocol):
         """
 
 
+#: Told each response to a request the application sent with
+#: :meth:`ProxyCore.originate` (a synthetic 408 or 503 when none came).
+ResponseCallback = Callable[[Response, float], None]
+
+
 class ContextState(Enum):
     ROUTING = "routing"  # waiting for the application's decision
     FORWARDING = "forwarding"  # branches pending
@@ -199,6 +204,7 @@ class ProxyContext:
         "parallel",
         "record_route",
         "request",
+        "route_used",
         "server_tx",
         "source",
         "state",
@@ -224,6 +230,9 @@ class ProxyContext:
         self.cancelled = False
         self.parallel = True
         self.record_route: str | None = None
+        #: The Route naming this element that §16.4 took off the request
+        #: (an edge proxy finds its flow token there), if there was one.
+        self.route_used: URI | None = None
         self._pending_targets: list[Target] = []
         #: Free for the application (e.g. the registration being processed).
         self.data: dict[str, object] = {}
@@ -331,6 +340,8 @@ class ProxyCore:
         self.config = config or ProxyConfig()
         self._by_server: dict[ServerTransaction, ProxyContext] = {}
         self._by_client: dict[ClientTransaction, Branch] = {}
+        #: Requests the application sent itself (NOTIFY, SUBSCRIBE...).
+        self._own: dict[ClientTransaction, ResponseCallback] = {}
         self._timers: list[tuple[float, int, Branch]] = []
         self._seq = itertools.count()
         self._branch_ids = itertools.count(1)
@@ -382,6 +393,47 @@ class ProxyCore:
             self._on_timer_c(branch, now)
         self.process_events(now)
 
+    # -- requests of the application's own (it acts as a UAC) -----------------
+    def originate(
+        self,
+        request: Request,
+        on_response: ResponseCallback | None = None,
+        *,
+        dest: Hashable | None = None,
+        now: float,
+    ) -> ClientTransaction | None:
+        """Send a request of the application's own (a NOTIFY of a notifier, the
+        SUBSCRIBE of an eP-CSCF) in a client transaction of its own.
+
+        The request goes to ``dest``, or to the next hop of its first Route
+        or its Request-URI; the core puts our Via on top.  ``on_response``
+        hears every response, and a synthetic 408 (no answer) or 503 (the
+        transport failed, or no next hop) when none came.  Returns the
+        transaction, or None when the request could not be sent.
+        """
+        if dest is None:
+            routes = request.routes
+            try:
+                dest = self.locator.next_hop(routes[0].uri if routes else request.uri)
+            except SipError as err:
+                if on_response is not None:
+                    on_response(make_response(request, err.status, err.reason), now)
+                return None
+        transport, sent_by = self.locator.local_via(dest)
+        branch = f"{MAGIC_COOKIE}{self._instance}u{next(self._branch_ids):x}"
+        rport = ";rport" if transport == "UDP" else ""
+        request.headers.add_first("Via", f"SIP/2.0/{transport} {sent_by};branch={branch}{rport}")
+        tx = self.layer.send_request(request, dest, self.locator.is_reliable(dest), now)
+        self._own[tx] = on_response or _ignore_response
+        return tx
+
+    def _own_failed(self, tx: ClientTransaction, status: int, now: float) -> bool:
+        callback = self._own.pop(tx, None)
+        if callback is None:
+            return False
+        callback(make_response(tx.request, status, reason_phrase(status)), now)
+        return True
+
     # -- requests --------------------------------------------------------------
     def _on_request(
         self, tx: ServerTransaction, req: Request, source: Hashable, now: float
@@ -395,7 +447,7 @@ class ProxyCore:
             self.layer.send_response(tx, make_response(req, 100), now)
         try:
             self._validate(req)
-            self._preprocess_routes(req)
+            self._preprocess_routes(req, ctx)
         except SipError as err:
             self._send_upstream(ctx, response_for_error(req, err), now)
             return
@@ -418,7 +470,7 @@ class ProxyCore:
     def _loop_marker(self, req: Request) -> str:
         return "." + _loop_hash(req)
 
-    def _preprocess_routes(self, req: Request) -> None:
+    def _preprocess_routes(self, req: Request, ctx: ProxyContext | None = None) -> None:
         """§16.4: undo a strict router's rewrite, drop our own top Route."""
         uri = req.uri
         if self.locator.is_local(uri) and req.routes:
@@ -432,6 +484,8 @@ class ProxyCore:
         routes = req.routes
         if routes and self.locator.is_local(routes[0].uri):
             req.headers.pop_first_value("Route")
+            if ctx is not None:
+                ctx.route_used = routes[0].uri
 
     def _on_cancel(self, tx: ServerTransaction, cancel: Request, now: float) -> None:
         """§16.10: answer the CANCEL, then cancel every pending branch."""
@@ -450,13 +504,14 @@ class ProxyCore:
 
     def _on_stateless_ack(self, ack: Request, source: Hashable, now: float) -> None:
         """§16.11: an ACK for a 2xx is routed like any request, without state."""
+        ctx = ProxyContext(self, ack, source, None)
         try:
             self._validate(ack)
-            self._preprocess_routes(ack)
+            self._preprocess_routes(ack, ctx)
         except SipError as err:
             log.debug("dropping ACK: %s", err)
             return
-        self.app.on_request(ProxyContext(self, ack, source, None), now)
+        self.app.on_request(ctx, now)
 
     # -- forwarding -------------------------------------------------------------
     def _prepare(self, ctx: ProxyContext, target: Target) -> tuple[Request, Hashable]:
@@ -544,7 +599,12 @@ class ProxyCore:
     def _on_response(self, tx: ClientTransaction, resp: Response, now: float) -> None:
         branch = self._by_client.get(tx)
         if branch is None:
-            return  # the response to one of our CANCELs
+            own = self._own.get(tx)
+            if own is not None:  # to a request of the application's own
+                if resp.status >= 200:
+                    del self._own[tx]
+                own(resp, now)
+            return  # else the response to one of our CANCELs
         resp.headers.pop_first_value("Via")
         if "Via" not in resp.headers:
             return
@@ -628,10 +688,13 @@ class ProxyCore:
             branch = self._by_client.get(tx)
             if branch is not None:
                 self._finish_branch(branch, self._synthetic(branch.ctx, status), now)
+            else:
+                self._own_failed(tx, status, now)
 
     def _on_terminated(self, tx: ServerTransaction | ClientTransaction) -> None:
         if isinstance(tx, ClientTransaction):
             self._by_client.pop(tx, None)
+            self._own.pop(tx, None)
             return
         ctx = self._by_server.pop(tx, None)
         if ctx is not None and ctx.state is ContextState.COMPLETED:
@@ -700,6 +763,10 @@ class ProxyCore:
         self.layer.send_request(
             cancel_for(branch.request), branch.dest, self.locator.is_reliable(branch.dest), now
         )
+
+
+def _ignore_response(response: Response, now: float) -> None:
+    return None
 
 
 def _rank(resp: Response) -> tuple[int, int]:

@@ -83,6 +83,12 @@ class TransportConfig:
     #: (200 ms at 5,000/s), enough for bursts; a deeper queue only delays
     #: requests past T1, when their senders retransmit them.
     udp_buffer_size: int = 512 << 10
+    #: Outgoing TCP connections leave from the port of our TCP listener (its
+    #: address and port, with SO_REUSEPORT on both sockets), so that a peer
+    #: sees the same address and port on every connection and datagram from
+    #: this element: what a trusted-peer check by address and port needs
+    #: (TS 24.229 Mw between CSCFs sharing one host).
+    outgoing_from_listener: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +231,7 @@ class TransportLayer:
             ssl_handshake_timeout=config.handshake_timeout if ssl_context else None,
             backlog=config.backlog,
             reuse_address=True,
+            reuse_port=config.outgoing_from_listener and name == "tcp",
         )
         sockname = server.sockets[0].getsockname()
         listener = Listener(name, (normalize_host(sockname[0]), sockname[1]))
@@ -490,7 +497,11 @@ class TransportLayer:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
-            sock.bind((self._source_ip(transport, remote, family), 0))
+            source = self._source(transport, remote, family)
+            if source[1]:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(source)
             local = sock.getsockname()
         except OSError as exc:
             sock.close()
@@ -539,6 +550,17 @@ class TransportLayer:
             if not connected:
                 sock.close()
                 self.link_lost(link, flow)
+
+    def _source(self, transport: str, remote: Address, family: int) -> Address:
+        """Where an outgoing connection binds: the listener's port when
+        ``outgoing_from_listener`` is set, else an ephemeral port."""
+        if self.config.outgoing_from_listener and transport == "tcp":
+            v6 = family == socket.AF_INET6
+            for listener, _ in self._servers:
+                host = listener.local[0]
+                if listener.transport == "tcp" and (":" in host) == v6:
+                    return (host, listener.local[1])
+        return (self._source_ip(transport, remote, family), 0)
 
     def _source_ip(self, transport: str, remote: Address, family: int) -> str:
         """Bind outgoing connections to our listener's address when it has one."""
