@@ -482,3 +482,38 @@ def test_contexts_are_released() -> None:
     net.advance(40)
     assert net.proxy._by_server == {} and net.proxy._by_client == {}
     assert len(net.proxy_layer) == 0
+
+
+def test_route_used_names_the_route_the_core_consumed() -> None:
+    net = ProxyNet()
+    net.app.defer = True
+    net.send(request(route=[f"<sip:token123@{PROXY};lr;ob>", "<sip:next@uas2;lr>"]))
+    (ctx,) = net.app.pending
+    assert isinstance(ctx.route_used, SipURI) and ctx.route_used.user == "token123"
+    assert [str(r.uri) for r in ctx.request.routes] == ["sip:next@uas2;lr"]
+
+
+def test_application_originates_a_request_and_hears_its_final_response() -> None:
+    net = ProxyNet()
+    heard: list[int] = []
+    notify = request("NOTIFY", "sip:watcher@uas2")
+    net.proxy.originate(notify, lambda resp, now: heard.append(resp.status), now=net.now)
+    net.pump()
+    (ev,) = net.requests_at("uas2")
+    assert ev.request.top_via.host == PROXY  # the core put our Via on top
+    net.answer("uas2", ev, 180)
+    net.answer("uas2", ev, 200)
+    assert heard == [180, 200]
+    assert net.app.responses == []  # not the proxy application's business
+
+
+def test_an_originated_request_without_answer_reports_408() -> None:
+    net = ProxyNet()
+    net.drop.add("uas3")
+    heard: list[int] = []
+    net.proxy.originate(
+        request("NOTIFY", "sip:w@uas3"), lambda resp, now: heard.append(resp.status), now=net.now
+    )
+    net.pump()
+    net.advance(40)
+    assert heard == [408]

@@ -274,3 +274,33 @@ async def test_close_flow(layer: TransportLayer, inbox: Inbox) -> None:
     assert await closed_by_peer(reader) == b""
     assert await inbox.closed_n(1) == [flow]
     await close(writer)
+
+
+async def test_outgoing_connections_can_leave_from_the_listeners_port(
+    inbox: Inbox, config: TransportConfig
+) -> None:
+    """With ``outgoing_from_listener`` a peer sees our listening address and
+    port on the connections we open (what the CSCFs' trust by address and
+    port relies on); without it, an ephemeral port."""
+    peer_inbox = Inbox()
+    bound = dataclasses.replace(config, outgoing_from_listener=True)
+    async with (
+        TransportLayer(peer_inbox.on_message, config=config) as peer,
+        TransportLayer(inbox.on_message, config=bound) as ours,
+        TransportLayer(inbox.on_message, config=config) as plain,
+    ):
+        target = (await peer.listen_tcp("127.0.0.1", 0)).local[1]
+        own = await ours.listen_tcp("127.0.0.1", 0)
+        other = await plain.listen_tcp("127.0.0.1", 0)
+        ours.send_to(request(transport="TCP"), "tcp", "127.0.0.1", target)
+        plain.send_to(request(transport="TCP"), "tcp", "127.0.0.1", target)
+        arrived = await peer_inbox.messages_n(2)
+        remotes = {flow.remote for _, flow in arrived}
+        assert own.local in remotes
+        assert other.local not in remotes and len(remotes) == 2
+        # The listener still accepts connections while its port is also used to connect out.
+        _reader, writer = await connect(own.local[1])
+        writer.write(request("OPTIONS", transport="TCP"))
+        [(msg, _flow)] = await inbox.messages_n(1)
+        assert isinstance(msg, Request) and msg.method == "OPTIONS"
+        await close(writer)
