@@ -202,7 +202,7 @@ async def test_registration_sequence_uar_sar_uar_lir_mar(scscf: Scscf) -> None:
     assert lia.result == CxResult(ExperimentalResult.DIAMETER_ERROR_IDENTITY_NOT_REGISTERED, True)
 
 
-async def test_statement_42_unknown_impu_and_identities_that_do_not_match(scscf: Scscf) -> None:
+async def test_s8_42_unknown_impu_and_identities_that_do_not_match(scscf: Scscf) -> None:
     cxc = scscf.client
     unknown = await cxc.uar(USER1_IMPI, "sip:nobody@home1.net", "home1.net")
     assert unknown.result == CxResult(ExperimentalResult.DIAMETER_ERROR_USER_UNKNOWN, True)

@@ -231,7 +231,7 @@ async def refused(store: SubscriberStore, pending: Awaitable[A]) -> A:
 # -- UAR (TS 29.228 §6.1.1.1) -------------------------------------------------------
 
 
-async def test_statement_42_uar_unknown_impu_5001(store: SubscriberStore) -> None:
+async def test_s8_42_uar_unknown_impu_5001(store: SubscriberStore) -> None:
     answer = await refused(
         store, perform_uar(store, uar("sip:nobody@home1.net"), home_networks=HOME)
     )
@@ -239,7 +239,7 @@ async def test_statement_42_uar_unknown_impu_5001(store: SubscriberStore) -> Non
     assert answer.result.experimental and answer.result.code == 5001
 
 
-async def test_statement_42_uar_impi_not_linked_5002(store: SubscriberStore) -> None:
+async def test_s8_42_uar_impi_not_linked_5002(store: SubscriberStore) -> None:
     """Both the IMPI of another subscription and one of the same subscription
     that may not register the IMPU."""
     for impi, impu in ((BOB_IMPI, ALICE), (BOB_TABLET, BOB_SOLO)):
@@ -317,7 +317,7 @@ async def test_uar_roaming_allowed_networks(store: SubscriberStore) -> None:
     assert answer.result == CxResult.exp(E.DIAMETER_ERROR_IDENTITY_NOT_REGISTERED)
 
 
-async def test_statement_43_uar_never_registered_2001_with_capabilities(
+async def test_s8_43_uar_never_registered_2001_with_capabilities(
     store: SubscriberStore,
 ) -> None:
     answer = await perform_uar(store, uar(), home_networks=HOME)
@@ -329,7 +329,7 @@ async def test_statement_43_uar_never_registered_2001_with_capabilities(
     assert answer.result.experimental and answer.result.code == 2001
 
 
-async def test_statement_43_uar_already_assigned_2002_with_server_name(
+async def test_s8_43_uar_already_assigned_2002_with_server_name(
     store: SubscriberStore,
 ) -> None:
     await register(store)
@@ -386,7 +386,7 @@ async def test_uar_changes_nothing(store: SubscriberStore) -> None:
 # -- SAR (TS 29.228 §6.1.2.1) -------------------------------------------------------
 
 
-async def test_statement_44_sar_registration(store: SubscriberStore) -> None:
+async def test_s8_44_sar_registration(store: SubscriberStore) -> None:
     answer = await perform_sar(store, sar(T.REGISTRATION))
     assert answer.result == SUCCESS and not answer.result.experimental
     assert answer.impi == ALICE_IMPI
@@ -440,7 +440,7 @@ async def test_sar_re_registration(store: SubscriberStore) -> None:
     assert (await states(store, "alice"))[ALICE_WORK] == REG
 
 
-async def test_statement_45_after_registration_uar_2002_and_lir_success(
+async def test_s8_45_after_registration_uar_2002_and_lir_success(
     store: SubscriberStore,
 ) -> None:
     await register(store)

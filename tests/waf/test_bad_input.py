@@ -127,7 +127,7 @@ async def test_an_unknown_client_is_refused(site: WafSite) -> None:
     assert (await site.exchange(code, verifier)).status_code == 200
 
 
-async def test_a_user_without_ims_identity_gets_no_token(site: WafSite) -> None:
+async def test_s8_5_a_user_without_ims_identity_gets_no_token(site: WafSite) -> None:
     site.identities["guest"] = None
     await site.login("guest")
     verifier, challenge = pkce_pair()

@@ -17,7 +17,7 @@ def _segment(token: str, index: int) -> dict[str, object]:
     return value
 
 
-async def test_code_pkce_flow_gives_a_token_with_every_claim(site: WafSite) -> None:
+async def test_s8_3_s8_4_code_pkce_flow_gives_a_token_with_every_claim(site: WafSite) -> None:
     await site.login("user1")
     verifier, challenge = pkce_pair()
     response = await site.authorize(challenge, state="xyz")

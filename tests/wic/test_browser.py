@@ -191,7 +191,7 @@ def bearer_token(request: Request) -> str:
 
 
 @pytest.mark.timeout(180)
-async def test_the_wic_registers_with_its_token_in_every_request_and_again_after_a_refresh(
+async def test_s8_6_to_9_the_wic_sends_its_token_in_every_request_and_again_after_a_refresh(
     tmp_path: Path, wic_build: Path
 ) -> None:
     """SPEC §8 statements 6-9 as the browser sends them: the web element alone

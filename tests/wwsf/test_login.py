@@ -61,7 +61,7 @@ async def test_login_ok_starts_a_new_session(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("user", "password"), [("user1", "wrong"), ("nobody", "user1-secret"), ("", "")]
 )
-async def test_bad_credentials_same_answer_and_no_session(
+async def test_s8_2_bad_credentials_same_answer_and_no_session(
     tmp_path: Path, user: str, password: str
 ) -> None:
     seed_user1(tmp_path)
@@ -253,7 +253,7 @@ async def test_wic_served_at_root_and_callback(tmp_path: Path) -> None:
         assert r.status_code == 404 and r.json()["error"] == "not_found"
 
 
-async def test_production_refuses_plain_http(tmp_path: Path) -> None:
+async def test_s8_1_production_refuses_plain_http(tmp_path: Path) -> None:
     async with running_web(tmp_path, tls=False, production=True) as web, web.client() as c:
         r = await c.get("/login?next=/x")
         assert r.status_code == 308
