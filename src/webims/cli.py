@@ -31,6 +31,7 @@ from .hss.provisioning import NewSubscriber, SubscriberView, describe_errors, se
 from .hss.store import StoreError, SubscriberExists, SubscriberNotFound, SubscriberStore
 from .transport.loop import install_event_loop_policy
 from .up import ELEMENTS, RUNNABLE, UP_ELEMENTS, run_elements
+from .wic.cli import bench_app, register
 from .wic.token import TokenFlowError, fetch_token
 from .wwsf.accounts import AccountError, AccountExists, AccountStore, InvalidAccount
 from .wwsf.db import DATABASE_FILE, DatabaseError, open_database
@@ -434,6 +435,12 @@ def token(
     except TokenFlowError as err:
         _fail(str(err), 1)
     typer.echo(body["access_token"])
+
+
+# -- webims register / webims bench (the Python WIC: webims.wic.cli) -----------------
+
+app.command()(register)
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:

@@ -1,0 +1,313 @@
+"""``webims bench register``: registrations per second through the whole core.
+
+One registration is what a WIC does when it (re)connects: a new WSS
+connection (TCP + TLS + WebSocket upgrade with ``sip``), a REGISTER carrying
+a valid Bearer token, and its 200 OK, which the S-CSCF only sends after the
+I-CSCF's UAR and its own SAR (SPEC §7 steps 3–7).  Latency is measured from
+the start of the connection to the 200 OK; the connection is then closed in
+the background (not counted), and the client starts over on a new one.
+
+Subscribers: each client registers its own subscriber, ``bench0001`` … of
+the home domain, provisioned as ``webims subscriber add`` does (HSS
+subscriber + WWSF web account).  One token per subscriber is fetched before
+the clock starts, through the WWSF's real login (that costs an argon2 hash
+per login, which is not what is being measured).  Every registration of a
+client reuses its token and its ``+sip.instance``/``reg-id``, so it replaces
+the binding of the previous connection (RFC 5626 §6: a WIC reconnecting),
+and the registrar holds one binding per client, whatever the duration.
+Sharing one subscriber among all clients was not chosen: parallel
+REGISTERs of one IMPU with one token would contend for the same
+registration at the S-CSCF and the HSS, which is not the load a population
+of WICs makes.
+
+The bench subscribers' web passwords are random, kept in
+``<data_dir>/bench/subscribers.json`` (mode 0600) so a later run logs in
+without re-hashing; a subscriber that exists without a known password gets a
+new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from ..config import Settings
+from ..hss import open_store
+from ..hss.provisioning import NewSubscriber
+from ..hss.store import SubscriberExists
+from ..wwsf.accounts import AccountStore
+from ..wwsf.db import DATABASE_FILE, open_database
+from .client import WicClient, WicError
+from .login import WebLogin, web_login
+from .registration import UaInstance
+
+__all__ = [
+    "BenchResult",
+    "BenchSubscriber",
+    "LatencyWindow",
+    "Tick",
+    "fetch_logins",
+    "percentile",
+    "provision_bench_subscribers",
+    "run_register_bench",
+    "summary_lines",
+]
+
+SECRETS_FILE = Path("bench") / "subscribers.json"
+
+
+@dataclass(frozen=True)
+class BenchSubscriber:
+    name: str
+    password: str
+    impi: str
+    impu: str
+
+
+def bench_identity(n: int, domain: str, prefix: str = "bench") -> tuple[str, str, str]:
+    """``(name, IMPI, IMPU)`` of the n-th bench subscriber."""
+    name = f"{prefix}{n:04d}"
+    return name, f"{name}_private@{domain}", f"sip:{name}_public1@{domain}"
+
+
+def _load_secrets(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _save_secrets(path: Path, secrets_: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(secrets_, f, indent=1)
+
+
+async def provision_bench_subscribers(
+    settings: Settings, count: int, prefix: str = "bench"
+) -> list[BenchSubscriber]:
+    """The bench subscribers 1..count, provisioned in the HSS store and the
+    WWSF's web accounts of ``settings``' deployment where missing."""
+    domain = settings.sip.domain
+    waf = settings.waf.authorization_entity
+    secrets_path = settings.data_dir / SECRETS_FILE
+    known = _load_secrets(secrets_path)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    out: list[BenchSubscriber] = []
+    store = open_store(settings.hss.store_location(settings.data_dir))
+    async with store:
+        with open_database(settings.data_dir / DATABASE_FILE) as db:
+            accounts = AccountStore(db)
+            for n in range(1, count + 1):
+                name, impi, impu = bench_identity(n, domain, prefix)
+                password = known.get(name) or secrets.token_urlsafe(18)
+                if await store.get(name) is None:
+                    new = NewSubscriber(
+                        name=name, password=password, impi=impi, impus=[impu], allowed_waf=[waf]
+                    )
+                    with contextlib.suppress(SubscriberExists):
+                        await store.add(new.subscriber())
+                account = accounts.get(name)
+                if account is None:
+                    await asyncio.to_thread(accounts.add, name, password, impi, [impu])
+                elif name not in known:
+                    await asyncio.to_thread(accounts.set_password, name, password)
+                known[name] = password
+                out.append(BenchSubscriber(name, password, impi, impu))
+    _save_secrets(secrets_path, known)
+    return out
+
+
+async def fetch_logins(
+    base_url: str, subscribers: Sequence[BenchSubscriber], ca: Path | None, parallel: int = 4
+) -> list[WebLogin]:
+    """One token per subscriber, through the WWSF's login (before the clock starts)."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(sub: BenchSubscriber) -> WebLogin:
+        async with gate:
+            return await web_login(base_url, sub.name, sub.password, ca)
+
+    return list(await asyncio.gather(*(one(s) for s in subscribers)))
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """The nearest-rank percentile ``p`` (0–100) of sorted values; 0 when empty."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, min(len(sorted_values), int(-(-p * len(sorted_values) // 100))))
+    return sorted_values[rank - 1]
+
+
+@dataclass
+class LatencyWindow:
+    """Latencies (ms) of successful registrations, all of them and the last second's."""
+
+    all: list[float] = field(default_factory=list)
+    recent: list[float] = field(default_factory=list)
+
+    def add(self, ms: float) -> None:
+        self.all.append(ms)
+        self.recent.append(ms)
+
+    def take_recent(self) -> list[float]:
+        out, self.recent = sorted(self.recent), []
+        return out
+
+
+@dataclass
+class BenchResult:
+    rate: float
+    ok: int
+    failed: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+    clients: int
+    duration_s: float
+    errors: dict[str, int]
+
+    def as_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+class Tick(NamedTuple):
+    """Progress, once a second: totals so far, rate and latencies of the last second."""
+
+    elapsed: float
+    ok: int
+    failed: int
+    rate: float
+    p50_ms: float
+    p99_ms: float
+
+
+Progress = Callable[[Tick], None]
+
+
+async def run_register_bench(
+    url: str,
+    logins: Sequence[WebLogin],
+    *,
+    clients: int,
+    duration: float,
+    ssl_context: ssl.SSLContext | None,
+    expires: int = 3600,
+    progress: Progress | None = None,
+    timeout: float = 10.0,
+) -> BenchResult:
+    """``clients`` loops, each registering over a new connection until ``duration`` ends."""
+    if not logins:
+        raise ValueError("no subscriber to register")
+    latencies = LatencyWindow()
+    errors: Counter[str] = Counter()
+    counts = {"ok": 0, "failed": 0}
+    closing: set[asyncio.Task[None]] = set()
+    start = time.perf_counter()
+    deadline = start + duration
+
+    async def one_client(n: int) -> None:
+        login = logins[n % len(logins)]
+        ua = UaInstance(login.impus[0])  # one instance per client, kept across connections
+        while time.perf_counter() < deadline:
+            wic = WicClient(
+                url,
+                login.impus[0],
+                login.access_token,
+                ssl_context=ssl_context,
+                ua=ua,
+                timer_f=timeout,
+                open_timeout=timeout,
+                ping_interval=None,
+            )
+            t0 = time.perf_counter()
+            try:
+                await wic.connect()
+                outcome = await wic.register(expires)
+            except WicError as err:
+                counts["failed"] += 1
+                errors[type(err).__name__] += 1
+                await wic.close()
+                continue
+            ms = (time.perf_counter() - t0) * 1000
+            if outcome.ok:
+                counts["ok"] += 1
+                latencies.add(ms)
+            else:
+                counts["failed"] += 1
+                errors[f"{outcome.status} {outcome.reason}"] += 1
+            task = asyncio.create_task(wic.close())
+            closing.add(task)
+            task.add_done_callback(closing.discard)
+
+    async def report() -> None:
+        last_ok, last_t = 0, start
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.perf_counter()
+            recent = latencies.take_recent()
+            rate = (counts["ok"] - last_ok) / (now - last_t)
+            last_ok, last_t = counts["ok"], now
+            if progress is not None:
+                progress(
+                    Tick(
+                        now - start,
+                        counts["ok"],
+                        counts["failed"],
+                        rate,
+                        percentile(recent, 50),
+                        percentile(recent, 99),
+                    )
+                )
+
+    reporter = asyncio.create_task(report())
+    try:
+        await asyncio.gather(*(one_client(n) for n in range(clients)))
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+    elapsed = time.perf_counter() - start
+    if closing:
+        await asyncio.wait(set(closing), timeout=5)
+    done = sorted(latencies.all)
+    return BenchResult(
+        rate=round(counts["ok"] / elapsed, 1),
+        ok=counts["ok"],
+        failed=counts["failed"],
+        p50_ms=round(percentile(done, 50), 2),
+        p99_ms=round(percentile(done, 99), 2),
+        mean_ms=round(sum(done) / len(done), 2) if done else 0.0,
+        max_ms=round(done[-1], 2) if done else 0.0,
+        clients=clients,
+        duration_s=round(elapsed, 2),
+        errors=dict(errors),
+    )
+
+
+def summary_lines(result: BenchResult) -> list[str]:
+    """The figures, for a person."""
+    lines = [
+        f"registrations/s {result.rate:.1f}  ok {result.ok}  failed {result.failed}"
+        f"  ({result.clients} clients, {result.duration_s:.1f} s)",
+        f"latency ms       p50 {result.p50_ms:.2f}  p99 {result.p99_ms:.2f}"
+        f"  mean {result.mean_ms:.2f}  max {result.max_ms:.2f}",
+    ]
+    if result.errors:
+        lines.append(
+            "failures         " + ", ".join(f"{k}: {v}" for k, v in sorted(result.errors.items()))
+        )
+    return lines
