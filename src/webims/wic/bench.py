@@ -20,6 +20,11 @@ REGISTERs of one IMPU with one token would contend for the same
 registration at the S-CSCF and the HSS, which is not the load a population
 of WICs makes.
 
+With ``--mint-tokens`` the tokens are signed by the bench with the WAF's key
+from the deployment's data directory, exactly as the WAF would, and no web
+account is made: for thousands of subscribers, whose logins would take
+longer than the load (:func:`mint_logins`).
+
 The bench subscribers' web passwords are random, kept in
 ``<data_dir>/bench/subscribers.json`` (mode 0600) so a later run logs in
 without re-hashing; a subscriber that exists without a known password gets a
@@ -45,6 +50,10 @@ from ..config import Settings
 from ..hss import open_store
 from ..hss.provisioning import NewSubscriber
 from ..hss.store import SubscriberExists
+from ..waf.element import WafConfig
+from ..waf.identity import ImsIdentity
+from ..waf.keys import KeyRing
+from ..waf.tokens import AccessTokenGenerator, Grantee, TokenProfile
 from ..wwsf.accounts import AccountStore
 from ..wwsf.db import DATABASE_FILE, open_database
 from .client import WicClient, WicError
@@ -57,6 +66,7 @@ __all__ = [
     "LatencyWindow",
     "Tick",
     "fetch_logins",
+    "mint_logins",
     "percentile",
     "provision_bench_subscribers",
     "run_register_bench",
@@ -96,10 +106,11 @@ def _save_secrets(path: Path, secrets_: dict[str, str]) -> None:
 
 
 async def provision_bench_subscribers(
-    settings: Settings, count: int, prefix: str = "bench"
+    settings: Settings, count: int, prefix: str = "bench", *, web_accounts: bool = True
 ) -> list[BenchSubscriber]:
-    """The bench subscribers 1..count, provisioned in the HSS store and the
-    WWSF's web accounts of ``settings``' deployment where missing."""
+    """The bench subscribers 1..count, provisioned where missing in the HSS
+    store of ``settings``' deployment and (``web_accounts``) in the WWSF's
+    web accounts, as ``webims subscriber add`` does."""
     domain = settings.sip.domain
     waf = settings.waf.authorization_entity
     secrets_path = settings.data_dir / SECRETS_FILE
@@ -108,26 +119,72 @@ async def provision_bench_subscribers(
     out: list[BenchSubscriber] = []
     store = open_store(settings.hss.store_location(settings.data_dir))
     async with store:
+        for n in range(1, count + 1):
+            name, impi, impu = bench_identity(n, domain, prefix)
+            password = known.get(name) or secrets.token_urlsafe(18)
+            if await store.get(name) is None:
+                new = NewSubscriber(
+                    name=name, password=password, impi=impi, impus=[impu], allowed_waf=[waf]
+                )
+                with contextlib.suppress(SubscriberExists):
+                    await store.add(new.subscriber())
+            out.append(BenchSubscriber(name, password, impi, impu))
+    if web_accounts:
         with open_database(settings.data_dir / DATABASE_FILE) as db:
             accounts = AccountStore(db)
-            for n in range(1, count + 1):
-                name, impi, impu = bench_identity(n, domain, prefix)
-                password = known.get(name) or secrets.token_urlsafe(18)
-                if await store.get(name) is None:
-                    new = NewSubscriber(
-                        name=name, password=password, impi=impi, impus=[impu], allowed_waf=[waf]
-                    )
-                    with contextlib.suppress(SubscriberExists):
-                        await store.add(new.subscriber())
-                account = accounts.get(name)
-                if account is None:
-                    await asyncio.to_thread(accounts.add, name, password, impi, [impu])
-                elif name not in known:
-                    await asyncio.to_thread(accounts.set_password, name, password)
-                known[name] = password
-                out.append(BenchSubscriber(name, password, impi, impu))
-    _save_secrets(secrets_path, known)
+            for sub in out:
+                # (sqlite3 objects stay on their thread: the hashing blocks here.)
+                if accounts.get(sub.name) is None:
+                    accounts.add(sub.name, sub.password, sub.impi, [sub.impu])
+                elif sub.name not in known:
+                    accounts.set_password(sub.name, sub.password)
+                known[sub.name] = sub.password
+        _save_secrets(secrets_path, known)
     return out
+
+
+def mint_logins(settings: Settings, subscribers: Sequence[BenchSubscriber]) -> list[WebLogin]:
+    """Tokens as the deployment's WAF issues them, signed with its current key
+    (``<data_dir>/waf``), without a login each: for loads of thousands of
+    WICs, whose logins (an argon2 hash each) would take longer than the load."""
+    config = WafConfig.from_settings(settings)
+    keys = KeyRing(
+        settings.data_dir / "waf",
+        rotation=config.key_rotation_days * 86400.0,
+        token_ttl=config.access_token_ttl,
+        clock=time.time,
+    )
+    profile = TokenProfile(
+        issuer=config.issuer,
+        audience=config.audience,
+        wwsf=config.wwsf_identity,
+        authorization_entity=config.authorization_entity,
+        ttl=config.access_token_ttl,
+    )
+    generator = AccessTokenGenerator(profile, keys, time.time)
+    client = _WicClientId()
+    return [
+        WebLogin(
+            generator.make_access_token(
+                client,
+                "authorization_code",
+                Grantee(sub.name, ImsIdentity(sub.impi, (sub.impu,))),
+                "ims:register ims:call",
+            ),
+            sub.impi,
+            (sub.impu,),
+            config.access_token_ttl,
+        )
+        for sub in subscribers
+    ]
+
+
+class _WicClientId:
+    """The OAuth client the tokens are issued to (the WIC's ``client_id``)."""
+
+    @staticmethod
+    def get_client_id() -> str:
+        return "wic"
 
 
 async def fetch_logins(

@@ -23,6 +23,7 @@ from ..transport.loop import install_event_loop_policy
 from .bench import (
     Tick,
     fetch_logins,
+    mint_logins,
     provision_bench_subscribers,
     run_register_bench,
     summary_lines,
@@ -208,6 +209,13 @@ def bench_register(
         typer.Option("--users", min=1, help="Bench subscribers (default: one per client)."),
     ] = None,
     expires: Annotated[int, typer.Option("--expires", min=1)] = 3600,
+    mint_tokens: Annotated[
+        bool,
+        typer.Option(
+            "--mint-tokens",
+            help="Sign the tokens with the WAF's key in the data dir instead of logging in.",
+        ),
+    ] = False,
     url: UrlOpt = None,
     ca: CaOpt = None,
     config: ConfigOpt = None,
@@ -230,9 +238,12 @@ def bench_register(
     async def run() -> None:
         count = users or clients
         print(f"provisioning {count} bench subscribers …", file=sys.stderr, flush=True)
-        subs = await provision_bench_subscribers(settings, count)
-        print(f"logging in {count} subscribers …", file=sys.stderr, flush=True)
-        logins = await fetch_logins(settings.web.public_url, subs, trust)
+        subs = await provision_bench_subscribers(settings, count, web_accounts=not mint_tokens)
+        if mint_tokens:
+            logins = mint_logins(settings, subs)
+        else:
+            print(f"logging in {count} subscribers …", file=sys.stderr, flush=True)
+            logins = await fetch_logins(settings.web.public_url, subs, trust)
         result = await run_register_bench(
             ws_url,
             logins,
