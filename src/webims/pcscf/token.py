@@ -66,6 +66,7 @@ from webims.jws import b64url_decode, verify_es256
 
 __all__ = [
     "REGISTER_SCOPE",
+    "ExpiredToken",
     "InsufficientScope",
     "InvalidToken",
     "TokenError",
@@ -130,6 +131,12 @@ class TokenError(Exception):
 
 class InvalidToken(TokenError):
     """Malformed, forged, expired, revoked, from another issuer or for another audience."""
+
+
+class ExpiredToken(InvalidToken):
+    """An otherwise good token past its ``exp`` (still 401 ``invalid_token``); told apart
+    so that a deregistration on the connection that registered may go through with it
+    (SPEC.md §1.4 F)."""
 
 
 class InsufficientScope(TokenError):
@@ -385,7 +392,7 @@ class TokenValidator:
         if exp is None:
             raise InvalidToken("token without expiry")
         if now - self._skew >= exp:
-            raise InvalidToken("token expired")
+            raise ExpiredToken("token expired")
         iat = _number(claims, "iat")
         if iat is None or iat > now + self._skew:
             raise InvalidToken("token issued in the future")

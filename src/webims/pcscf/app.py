@@ -1,0 +1,149 @@
+"""The eP-CSCF's procedures over the proxy core (TS 24.371 6.3/7.3, TS 24.229 5.2).
+
+Which side a request came from decides what happens to it:
+
+* on a WebSocket flow (``ws``/``wss``, the W2 side) it comes from a WIC: a REGISTER
+  is the web-authenticated registration (``register.py``), anything else an
+  originating or in-dialog request of a registered WIC (``routing.py``);
+* on UDP/TCP (Mw) it comes from the core: a request for a WIC through a Path or
+  Record-Route flow token (``routing.py``), or a NOTIFY of the eP-CSCF's own
+  reg event subscription (``regevent.py``).
+
+This module holds what the procedures share (the bindings, the flow tokens, the
+icid generator, the configuration), answers the W2 side's responses (charging
+headers removed), notes closed connections (SPEC §1.4 E) and expires registrations
+at their own time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..ims.charging import IcidGenerator
+from ..sip.message import Response
+from ..sip.proxy import ProxyContext
+from ..transport.flow import Flow
+from . import register, routing
+from .bindings import Bindings, Registration
+from .routing import CHARGING_HEADERS
+from .token import TokenValidator
+
+if TYPE_CHECKING:
+    from ..ims.element import Cscf
+    from ..sip.proxy import ProxyCore
+    from ..transport.layer import TransportLayer
+
+__all__ = ["CHARGING_HEADERS", "WIC_TRANSPORTS", "EpCscf", "PcscfConfig"]
+
+log = logging.getLogger(__name__)
+
+#: Transports of the W2 side (RFC 7118).
+WIC_TRANSPORTS = frozenset({"ws", "wss"})
+
+
+@dataclass(frozen=True, slots=True)
+class PcscfConfig:
+    """The eP-CSCF's settings, resolved."""
+
+    domain: str
+    #: P-Visited-Network-ID and orig-ioi (TS 24.229 5.2.2.1).
+    network_id: str
+    #: Our name and Mw port, for Path, Record-Route and the reg event Contact.
+    host: str
+    port: int
+    icscf_uri: str
+    #: The WAF, named in ``authz_server`` of the Bearer challenge (RFC 8898 §2.1).
+    authz_server: str
+    send_authorization_entity: bool = True
+    subscribe_reg_event: bool = True
+    #: Expires of the reg event SUBSCRIBE (TS 24.229 5.2.3: 600 000 seconds).
+    reg_event_expires: int = 600000
+
+
+class EpCscf:
+    """The eP-CSCF application (a :class:`~webims.sip.proxy.ProxyApplication`)."""
+
+    def __init__(self, cscf: Cscf, validator: TokenValidator, config: PcscfConfig) -> None:
+        self.cscf = cscf
+        self.validator = validator
+        self.config = config
+        self.bindings = Bindings()
+        self.icid = IcidGenerator(config.host)
+        self.transport: TransportLayer = cscf.endpoint.transport
+        # What every flow-token URI of ours ends with (Path adds ``;ob``).
+        self.uri_tail = f"@{config.host}:{config.port};transport=tcp;lr"
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    @property
+    def core(self) -> ProxyCore:
+        return self.cscf.core
+
+    # -- ProxyApplication ------------------------------------------------------------------
+    def on_request(self, ctx: ProxyContext, now: float) -> None:
+        source = ctx.source
+        if isinstance(source, Flow) and source.transport in WIC_TRANSPORTS:
+            if ctx.request.method == "REGISTER":
+                register.handle_register(self, ctx, now)
+            else:
+                routing.from_wic(self, ctx, now)
+        else:
+            routing.from_core(self, ctx, now)
+
+    def on_response(self, ctx: ProxyContext, response: Response, now: float) -> None:
+        source = ctx.source
+        if not (isinstance(source, Flow) and source.transport in WIC_TRANSPORTS):
+            return
+        attempt = ctx.data.get("register")
+        if isinstance(attempt, register.RegisterAttempt):
+            register.on_register_response(self, attempt, response, now)
+        for name in CHARGING_HEADERS:
+            response.headers.remove(name)
+
+    # -- shared by the procedures ------------------------------------------------------------
+    def flow_uri(self, token: str) -> str:
+        """``sip:<flow token>@<host>:<port>;transport=tcp;lr``: Record-Route, and Path
+        with ``;ob`` (RFC 5626 §5.2, contract item 2 and 6)."""
+        return f"sip:{token}{self.uri_tail}"
+
+    def is_live(self, flow: Flow) -> bool:
+        return flow in self.transport.table
+
+    def bound(self, reg: Registration) -> None:
+        """A registration was added or refreshed: its expiry may be the next one."""
+        when = reg.expires_at
+        if self._timer_at is None or when < self._timer_at:
+            self._arm(when)
+
+    def drop(self, reg: Registration, why: str) -> None:
+        if self.bindings.remove(reg):
+            log.info("eP-CSCF: %s unbound from %s (%s)", reg.impi, reg.flow, why)
+
+    # -- connection loss (SPEC §1.4 E, §9.6) ---------------------------------------------------
+    def flow_closed(self, flow: Flow) -> None:
+        """The WS connection is gone: its registration is kept until it expires, but
+        its flow is dead (terminating requests get 430 as its token no longer
+        resolves) and its identities are never moved to another connection."""
+        reg = self.bindings.for_flow(flow)
+        if reg is not None:
+            reg.dead = True
+
+    # -- registration expiry -----------------------------------------------------------------
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        for reg in self.bindings.expire(self.cscf.now()):
+            log.info("eP-CSCF: registration of %s on %s expired", reg.impi, reg.flow)
+        when = self.bindings.next_expiry()
+        if when is not None:
+            self._arm(when)

@@ -1,0 +1,212 @@
+"""The eP-CSCF's registrations: which identities are bound to which connection.
+
+TS 33.203 X.3 step 7.1 and TS 24.371 A.3.2 step 7: on the 200 (OK) to a REGISTER
+the eP-CSCF associates the IMPI and every successfully registered IMPU with the TLS
+session of the WIC.  A WSS connection is one TLS session, so the key here is the
+connection's :class:`~webims.transport.flow.Flow` (its ``conn_id`` is never reused).
+
+A :class:`Registration` holds what TS 24.229 5.2.2.2 has the P-CSCF keep from that
+200: the Service-Route (RFC 3608), the P-Associated-URI list (the first is the default
+public user identity), the contact with its RFC 5626 instance and reg-id, the
+registration's expiry and the access token's.  :class:`Bindings` indexes them by flow,
+by IMPU, by (IMPI, instance, reg-id) for the RFC 5626 flow replacement, and by the
+Call-ID of the eP-CSCF's reg event subscription; it expires them on a heap the element
+arms one loop timer for.  Nothing here reads a clock or touches a socket.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..sip.errors import ParseError
+from ..sip.uri import URI, SipURI, TelURI, parse_uri
+from ..transport.flow import Flow
+
+__all__ = ["Bindings", "RegSubscription", "Registration", "impu_key"]
+
+
+def impu_key(uri: URI | str) -> str:
+    """The form two public user identities are compared in.
+
+    A SIP URI is reduced to scheme, user, host (lower case) and port: URI parameters
+    and header parameters do not name another identity.  A tel URI to its digits
+    (RFC 3966 §4: visual separators are not significant).  An unparsable text is
+    compared as it is written, and so never matches a parsed identity by accident.
+    """
+    if isinstance(uri, str):
+        text = uri
+        try:
+            uri = parse_uri(text.strip())
+        except ParseError:
+            return "?" + text
+    if isinstance(uri, SipURI):
+        port = f":{uri.port}" if uri.port is not None else ""
+        user = f"{uri.user}@" if uri.user is not None else ""
+        return f"{uri.scheme}:{user}{uri.host_bare}{port}"
+    if isinstance(uri, TelURI):
+        return "tel:" + uri.digits
+    return str(uri)
+
+
+@dataclass(slots=True, eq=False)
+class RegSubscription:
+    """The eP-CSCF's subscription to the reg event package (RFC 3680, TS 24.229 5.2.3)."""
+
+    call_id: str
+    from_tag: str
+    #: The notifier's tag, known from the 200 (or from the first NOTIFY).
+    to_tag: str | None = None
+    active: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class Registration:
+    """One WIC's registration, bound to the connection it registered on."""
+
+    flow: Flow
+    #: The RFC 5626 flow token naming ``flow`` (Path and Record-Route user part).
+    flow_token: str
+    impi: str
+    #: ``impu_key`` of every registered IMPU: To plus P-Associated-URI.
+    impus: set[str]
+    #: The default public user identity (first P-Associated-URI, else To), as a URI.
+    default_impu: str
+    #: The Service-Route of the 200, as Route header values, in order.
+    service_route: tuple[str, ...]
+    #: The Record-Route URI of dialogs through this flow.
+    record_route: str
+    contact: str
+    instance: str | None
+    reg_id: str | None
+    #: Loop time at which the registration lapses unless refreshed.
+    expires_at: float
+    #: The access token's ``exp`` (seconds since the epoch).
+    token_expires_at: float
+    authorization_entity: str
+    charging_function_addresses: str | None = None
+    subscription: RegSubscription | None = None
+    #: The connection is gone (RFC 5626 §5.3: requests for it get 430).
+    dead: bool = False
+    _gone: bool = field(default=False, repr=False)
+
+    @property
+    def flow_key(self) -> tuple[str, str | None, str | None]:
+        """RFC 5626 §4.2: a registrar binding is (AOR, instance, reg-id); here the IMPI."""
+        return (self.impi, self.instance, self.reg_id)
+
+
+class Bindings:
+    """Every registration of this eP-CSCF, by flow, by IMPU, by instance, by subscription."""
+
+    def __init__(self) -> None:
+        self._by_flow: dict[Flow, Registration] = {}
+        self._by_impu: dict[str, list[Registration]] = {}
+        self._by_instance: dict[tuple[str, str | None, str | None], Registration] = {}
+        self._by_subscription: dict[str, Registration] = {}
+        self._expiries: list[tuple[float, int, Registration]] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._by_flow)
+
+    # -- lookups ----------------------------------------------------------------------
+    def for_flow(self, flow: object) -> Registration | None:
+        """The registration made on this connection, if any."""
+        return self._by_flow.get(flow) if isinstance(flow, Flow) else None
+
+    def for_impu(self, impu: str) -> list[Registration]:
+        """The registrations an IMPU (an ``impu_key``) is bound to, on any connection."""
+        return list(self._by_impu.get(impu, ()))
+
+    def for_subscription(self, call_id: str) -> Registration | None:
+        return self._by_subscription.get(call_id)
+
+    # -- changes ----------------------------------------------------------------------
+    def bind(self, reg: Registration) -> list[Registration]:
+        """Add ``reg``; returns the registrations it replaces.
+
+        It replaces the registration of its own connection (a re-REGISTER) and the one
+        with the same IMPI, instance and reg-id on another connection (RFC 5626 §4.2.1
+        and SPEC §9.1 item 4: a re-REGISTER on a new flow replaces the old flow).
+        """
+        replaced: list[Registration] = []
+        for old in (self._by_flow.get(reg.flow), self._by_instance.get(reg.flow_key)):
+            if old is not None and old is not reg and old not in replaced:
+                replaced.append(old)
+                self.remove(old)
+        self._by_flow[reg.flow] = reg
+        for impu in reg.impus:
+            self._by_impu.setdefault(impu, []).append(reg)
+        if reg.instance is not None:
+            self._by_instance[reg.flow_key] = reg
+        if reg.subscription is not None:
+            self._by_subscription[reg.subscription.call_id] = reg
+        self.schedule(reg)
+        return replaced
+
+    def schedule(self, reg: Registration) -> None:
+        """(Re)arm the expiry of ``reg`` at ``reg.expires_at``."""
+        heapq.heappush(self._expiries, (reg.expires_at, next(self._seq), reg))
+
+    def subscribe(self, reg: Registration, subscription: RegSubscription) -> None:
+        reg.subscription = subscription
+        if not reg._gone:
+            self._by_subscription[subscription.call_id] = reg
+
+    def remove(self, reg: Registration) -> bool:
+        """Delete a registration and every identity bound by it; False if already gone."""
+        if reg._gone:
+            return False
+        reg._gone = True
+        if self._by_flow.get(reg.flow) is reg:
+            del self._by_flow[reg.flow]
+        for impu in reg.impus:
+            regs = self._by_impu.get(impu)
+            if regs is not None and reg in regs:
+                regs.remove(reg)
+                if not regs:
+                    del self._by_impu[impu]
+        if self._by_instance.get(reg.flow_key) is reg:
+            del self._by_instance[reg.flow_key]
+        sub = reg.subscription
+        if sub is not None and self._by_subscription.get(sub.call_id) is reg:
+            del self._by_subscription[sub.call_id]
+        return True
+
+    def unbind_impus(self, reg: Registration, impus: Iterable[str]) -> bool:
+        """Remove some IMPUs from ``reg`` (SPEC §1.4 G); the whole registration goes
+        when none remains.  Returns True when it went."""
+        for impu in impus:
+            if impu in reg.impus:
+                reg.impus.discard(impu)
+                regs = self._by_impu.get(impu)
+                if regs is not None and reg in regs:
+                    regs.remove(reg)
+                    if not regs:
+                        del self._by_impu[impu]
+        if not reg.impus:
+            return self.remove(reg)
+        return False
+
+    # -- expiry -----------------------------------------------------------------------
+    def next_expiry(self) -> float | None:
+        """The earliest pending expiry (stale heap entries are dropped on the way)."""
+        heap = self._expiries
+        while heap and (heap[0][2]._gone or heap[0][2].expires_at != heap[0][0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def expire(self, now: float) -> list[Registration]:
+        """Remove and return every registration whose time has come."""
+        out: list[Registration] = []
+        heap = self._expiries
+        while heap and heap[0][0] <= now:
+            when, _, reg = heapq.heappop(heap)
+            if reg._gone or reg.expires_at != when:
+                continue
+            self.remove(reg)
+            out.append(reg)
+        return out

@@ -1,0 +1,68 @@
+"""What the eP-CSCF reads of a reg event NOTIFY body (RFC 3680 §5.3, application/reginfo+xml).
+
+Only the parts TS 24.229 5.2.3 makes the P-CSCF act on: for each ``<registration>`` its
+``aor`` and ``state``, and for each of its ``<contact>`` elements the ``state``, the
+``event`` and the ``<uri>``.  Unknown elements and attributes are ignored (RFC 3680 §5.4
+allows extensions).  The body comes from the S-CSCF over Mw on a dialog the eP-CSCF
+created; it is still bounded in size before it is parsed.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+__all__ = ["MAX_REGINFO", "ReginfoContact", "ReginfoError", "ReginfoRegistration", "parse_reginfo"]
+
+NS = "{urn:ietf:params:xml:ns:reginfo}"
+#: Largest reginfo document read (octets); an IRS of a few IMPUs is far smaller.
+MAX_REGINFO = 64 * 1024
+
+
+class ReginfoError(ValueError):
+    """Not a reginfo document."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReginfoContact:
+    uri: str
+    state: str
+    event: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReginfoRegistration:
+    aor: str
+    state: str
+    contacts: tuple[ReginfoContact, ...]
+
+    @property
+    def terminated(self) -> bool:
+        """The registration, or every one of its contacts, is terminated."""
+        return self.state == "terminated" or (
+            bool(self.contacts) and all(c.state == "terminated" for c in self.contacts)
+        )
+
+
+def parse_reginfo(body: bytes) -> tuple[ReginfoRegistration, ...]:
+    """The registrations a reginfo document reports; ReginfoError if it is none."""
+    if len(body) > MAX_REGINFO:
+        raise ReginfoError("reginfo document too large")
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise ReginfoError(f"malformed reginfo: {exc}") from None
+    if root.tag != NS + "reginfo":
+        raise ReginfoError(f"not a reginfo document: {root.tag}")
+    out = []
+    for reg in root.iter(NS + "registration"):
+        contacts = tuple(
+            ReginfoContact(
+                uri=(c.findtext(NS + "uri") or "").strip(),
+                state=c.get("state", ""),
+                event=c.get("event"),
+            )
+            for c in reg.iter(NS + "contact")
+        )
+        out.append(ReginfoRegistration(reg.get("aor", ""), reg.get("state", ""), contacts))
+    return tuple(out)

@@ -1,0 +1,339 @@
+"""The WIC's REGISTER at the eP-CSCF (SPEC.md §1.4 A, B, F; TS 24.371 A.3.2 steps 3–8;
+TS 33.203 X.3; TS 24.229 5.2.2).
+
+1. The Bearer token is taken from ``Authorization`` (both syntaxes of SPEC §0.3).
+   None: 401 with the RFC 8898 challenge.  An ``Authorization: Bearer`` that cannot
+   be read, or two tokens: 400 (RFC 6750 ``invalid_request``).  Any other credentials
+   the WIC sends (a Digest with ``integrity-protected="auth-done"`` included) are no
+   token: they get the 401 like no credentials at all, and never reach the core.
+2. The token is validated (``TokenValidator``, the one await of the procedure):
+   401 ``invalid_token``, 403 ``insufficient_scope``, 503 when the WAF cannot be asked.
+   Project choice (SPEC §1.4 F): a deregistration may go with an *expired* token when
+   it comes on the connection that holds the registration of its To IMPU; it is then
+   sent with the IMPI of that registration.
+3. To and From must be IMPUs of the token: else 403, nothing forwarded.
+4. The REGISTER goes to the I-CSCF rewritten as the contract's item 2: the WIC's
+   credentials, Route, Path and P- headers out; Route to the I-CSCF, Path with the
+   flow token and ``ob``, ``Require: path``, ``Supported: path, outbound``,
+   P-Visited-Network-ID, P-Charging-Vector with orig-ioi, and the Digest
+   ``auth-done`` Authorization of TS 24.371 Table A.3.2-2.
+5. On the 2xx the identities are bound to the connection (``bindings.py``), the reg
+   event subscription follows an initial registration; a 2xx to a deregistration
+   deletes the binding.  A non-2xx binds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..sip import grammar as g
+from ..sip.address import Address
+from ..sip.errors import ParseError
+from ..sip.message import Request, Response
+from ..sip.proxy import ProxyContext
+from ..transport.flow import Flow
+from . import regevent
+from .bindings import Registration, impu_key
+from .token import ExpiredToken, TokenError, bearer_from_authorization, www_authenticate
+
+if TYPE_CHECKING:
+    from .app import EpCscf
+
+__all__ = ["RegisterAttempt", "handle_register", "on_register_response"]
+
+log = logging.getLogger(__name__)
+
+#: What a WIC may not assert, and what the eP-CSCF sets itself, on a REGISTER
+#: (TS 24.229 5.2.2.1; SPEC §1.4 A.5, §8 items 20 and 23).
+_REPLACED = (
+    "Authorization",
+    "Proxy-Authorization",
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "P-Visited-Network-ID",
+    "P-Charging-Vector",
+    "P-Charging-Function-Addresses",
+    "Path",
+    "Route",
+)
+
+
+@dataclass(slots=True)
+class RegisterAttempt:
+    """A REGISTER on its way to the core: what its 2xx is bound with."""
+
+    flow: Flow
+    flow_token: str
+    impi: str
+    authorization_entity: str
+    token_expires_at: float
+    deregistration: bool
+    contact: Address | None
+
+
+# -- 1. credentials ------------------------------------------------------------------------
+
+
+class _Unreadable(Exception):
+    """An Authorization header with the Bearer scheme whose token cannot be read."""
+
+
+def bearer_token(req: Request) -> str | None:
+    """The one Bearer token of the REGISTER, None without one; _Unreadable if broken."""
+    found: str | None = None
+    for value in req.headers.get_all("Authorization"):
+        scheme = value.split(None, 1)
+        if not scheme or scheme[0].lower() != "bearer":
+            continue
+        token = bearer_from_authorization(value)
+        if token is None or (found is not None and token != found):
+            raise _Unreadable("unreadable or repeated Bearer credentials")
+        found = token
+    return found
+
+
+def is_deregistration(req: Request) -> bool:
+    """RFC 3261 §10.2.2: ``Contact: *``, or every contact with an expiry of zero."""
+    if req.contact_star:
+        return True
+    contacts = req.contacts
+    if not contacts:
+        return False
+    default = req.expires
+    for contact in contacts:
+        value = contact.params.get("expires")
+        expires = int(value) if value is not None and value.isdigit() else default
+        if expires != 0:
+            return False
+    return True
+
+
+def handle_register(app: EpCscf, ctx: ProxyContext, now: float) -> None:
+    """SPEC §1.4 A.1–A.2 and B: answer at once without a usable token, else validate."""
+    req = ctx.request
+    config = app.config
+    try:
+        token = bearer_token(req)
+        deregistration = is_deregistration(req)
+        to_key, from_key = impu_key(req.to.uri), impu_key(req.from_.uri)
+    except _Unreadable as err:
+        challenge = www_authenticate(config.domain, config.authz_server, error="invalid_request")
+        ctx.respond(400, str(err), headers=[("WWW-Authenticate", challenge)], now=now)
+        return
+    except (ParseError, ValueError) as err:
+        ctx.respond(400, "Bad Request", now=now)
+        log.debug("eP-CSCF: unreadable REGISTER: %s", err)
+        return
+    if token is None:
+        challenge = www_authenticate(config.domain, config.authz_server)
+        ctx.respond(401, headers=[("WWW-Authenticate", challenge)], now=now)
+        return
+    app.cscf.spawn(
+        _validate_and_forward(
+            app, ctx, token, deregistration=deregistration, to_key=to_key, from_key=from_key
+        )
+    )
+
+
+# -- 2.–4. validation and the REGISTER to the I-CSCF -------------------------------------------
+
+
+async def _validate_and_forward(
+    app: EpCscf,
+    ctx: ProxyContext,
+    token: str,
+    *,
+    deregistration: bool,
+    to_key: str,
+    from_key: str,
+) -> None:
+    flow = ctx.source
+    assert isinstance(flow, Flow)
+    try:
+        info = await app.validator.validate(token)
+    except ExpiredToken as err:
+        reg = app.bindings.for_flow(flow)
+        if deregistration and reg is not None and {to_key, from_key} <= reg.impus:
+            _forward(
+                app,
+                ctx,
+                flow,
+                impi=reg.impi,
+                entity=reg.authorization_entity,
+                token_expires_at=reg.token_expires_at,
+                deregistration=True,
+            )
+            return
+        _refuse(app, ctx, err)
+        return
+    except TokenError as err:
+        _refuse(app, ctx, err)
+        return
+    allowed = {impu_key(impu) for impu in info.impus}
+    if to_key not in allowed or from_key not in allowed:
+        ctx.respond(403, "Public identity not authorised by the token", now=app.cscf.now())
+        return
+    if not app.is_live(flow):
+        return  # the WIC left while its token was checked: nothing to register
+    _forward(
+        app,
+        ctx,
+        flow,
+        impi=info.impi,
+        entity=info.authorization_entity,
+        token_expires_at=info.expires_at,
+        deregistration=deregistration,
+    )
+
+
+def _refuse(app: EpCscf, ctx: ProxyContext, err: TokenError) -> None:
+    """The answer of SPEC §1.4 B for a token that is not accepted."""
+    challenge = err.www_authenticate(app.config.domain, app.config.authz_server)
+    headers = [("WWW-Authenticate", challenge)] if challenge is not None else []
+    if err.status == 503:
+        headers.append(("Retry-After", "5"))
+    log.info("eP-CSCF: REGISTER from %s refused: %s", ctx.source, err.reason)
+    ctx.respond(err.status, headers=headers, now=app.cscf.now())
+
+
+def _digest(app: EpCscf, req: Request, impi: str, entity: str) -> str:
+    """TS 24.371 Table A.3.2-2 / TS 24.229 5.2.2.1: the credentials of a trusted node."""
+    value = (
+        f"Digest username={g.quote(impi)}, realm={g.quote(app.config.domain)}, "
+        f'uri={g.quote(req.uri_text)}, nonce="", response="", integrity-protected="auth-done"'
+    )
+    if app.config.send_authorization_entity:
+        value += f", authorization-entity={g.quote(entity)}"
+    return value
+
+
+def _forward(
+    app: EpCscf,
+    ctx: ProxyContext,
+    flow: Flow,
+    *,
+    impi: str,
+    entity: str,
+    token_expires_at: float,
+    deregistration: bool,
+) -> None:
+    req = ctx.request
+    h = req.headers
+    config = app.config
+    now = app.cscf.now()
+    try:
+        require = [t for t in req.require if t != "path"]
+        supported = req.supported
+        contacts = req.contacts
+        digest = _digest(app, req, impi, entity)
+        for name in _REPLACED:
+            h.remove(name)
+        token = app.transport.make_token(flow)
+        h.add("Route", f"<{config.icscf_uri}>")
+        h.add("Path", f"<{app.flow_uri(token)};ob>")
+        h.set("Require", ", ".join([*require, "path"]))
+        h.set(
+            "Supported",
+            ", ".join([*supported, *(t for t in ("path", "outbound") if t not in supported)]),
+        )
+        h.add("P-Visited-Network-ID", g.quote(config.network_id))
+        h.add("P-Charging-Vector", app.icid.vector(config.network_id))
+        h.add("Authorization", digest)
+    except (ParseError, ValueError) as err:  # e.g. a claim with a control character
+        log.warning("eP-CSCF: REGISTER from %s not forwarded: %s", flow, err)
+        ctx.respond(403, now=now)
+        return
+    ctx.data["register"] = RegisterAttempt(
+        flow=flow,
+        flow_token=token,
+        impi=impi,
+        authorization_entity=entity,
+        token_expires_at=token_expires_at,
+        deregistration=deregistration,
+        contact=contacts[0] if contacts else None,
+    )
+    ctx.forward(now=now)
+
+
+# -- 5. the answer -------------------------------------------------------------------------------
+
+
+def on_register_response(app: EpCscf, attempt: RegisterAttempt, resp: Response, now: float) -> None:
+    """TS 24.229 5.2.2.2 / SPEC §1.4 A.6–A.7: bind on 2xx, nothing otherwise."""
+    if not 200 <= resp.status < 300:
+        return
+    bindings = app.bindings
+    flow = attempt.flow
+    old = bindings.for_flow(flow)
+    if attempt.deregistration:
+        if old is not None:
+            app.drop(old, "deregistered")
+        return
+    if attempt.contact is None or not app.is_live(flow):
+        return  # a query of the bindings, or the WIC is already gone
+    try:
+        expires = _granted_expiry(attempt.contact, resp)
+        associated = resp.p_associated_uri
+        service_route = tuple(str(a) for a in resp.service_routes)
+        to_uri = resp.to.uri
+    except (ParseError, ValueError) as err:
+        log.warning("eP-CSCF: 2xx to REGISTER unreadable, nothing bound: %s", err)
+        return
+    if expires == 0:
+        if old is not None:
+            app.drop(old, "contact removed")
+        return
+    impus = {impu_key(to_uri), *(impu_key(a.uri) for a in associated)}
+    contact = attempt.contact
+    reg = Registration(
+        flow=flow,
+        flow_token=attempt.flow_token,
+        impi=attempt.impi,
+        impus=impus,
+        default_impu=str(associated[0].uri) if associated else str(to_uri),
+        service_route=service_route,
+        record_route=app.flow_uri(attempt.flow_token),
+        contact=str(contact.uri),
+        instance=contact.params.get("+sip.instance"),
+        reg_id=contact.params.get("reg-id"),
+        expires_at=now + expires,
+        token_expires_at=attempt.token_expires_at,
+        authorization_entity=attempt.authorization_entity,
+        charging_function_addresses=resp.headers.get("P-Charging-Function-Addresses"),
+    )
+    replaced = bindings.bind(reg)
+    inherited = next(
+        (r.subscription for r in replaced if r.subscription is not None and r.impi == reg.impi),
+        None,
+    )
+    if inherited is not None:
+        bindings.subscribe(reg, inherited)
+    app.bound(reg)
+    log.info("eP-CSCF: %s bound to %s for %d s", reg.impi, flow, expires)
+    if inherited is None and app.config.subscribe_reg_event:
+        regevent.subscribe(app, reg, now)
+
+
+def _granted_expiry(contact: Address, resp: Response) -> int:
+    """The registrar's expiry for our contact (RFC 3261 §10.2.4): its ``expires`` in the
+    2xx, else the Expires header; a contact the 2xx no longer lists is gone (0)."""
+    instance = contact.params.get("+sip.instance")
+    reg_id = contact.params.get("reg-id")
+    for c in resp.contacts:
+        same = (
+            instance is not None
+            and c.params.get("+sip.instance") == instance
+            and c.params.get("reg-id") == reg_id
+        ) or str(c.uri) == str(contact.uri)
+        if same:
+            value = c.params.get("expires")
+            if value is not None:
+                return int(value)
+            break
+    else:
+        if resp.contacts:
+            return 0
+    expires = resp.expires
+    return expires if expires is not None else 3600

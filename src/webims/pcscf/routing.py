@@ -1,0 +1,151 @@
+"""Requests other than REGISTER through the eP-CSCF (SPEC.md §1.4 C and D).
+
+From a WIC (TS 24.229 5.2.6.3; TS 33.203 X.3 binding; SPEC §8 items 46–50):
+
+* the connection must hold a registration, else 403 (item 49); identities bound to
+  another connection never count (item 50, §9.6 item 21);
+* ``P-Preferred-Identity``, when present, must be one of the IMPUs bound to this
+  connection and becomes the ``P-Asserted-Identity`` (item 46); without it the
+  asserted identity is the default IMPU (item 47).  Outside a dialog the From URI must
+  also be bound (item 48).  Anything else: 403, never forwarded;
+* the WIC's P-Asserted-Identity, P-Preferred-Identity, P-Visited-Network-ID,
+  P-Charging-* and Bearer credentials are removed (24.371 7.2.1 has the WIC send its
+  token on every request; the core never sees one), a new P-Charging-Vector added;
+* outside a dialog, Route is replaced by the stored Service-Route (RFC 3608) and
+  dialog-forming requests are record-routed with the flow token; inside one, the
+  request must come through our Record-Route for this very connection and follows
+  its Route set.
+
+From the core (SPEC §1.4 D, RFC 5626 §5.3): a request whose consumed Route (the Path
+of the registration, or our Record-Route) carries a flow token goes to that flow; a
+token that no longer resolves (forged, or the connection gone) gets 430 Flow Failed.
+P-Charging-* is removed; dialog-forming requests are record-routed with the same
+token.  A NOTIFY of our reg event subscription is ours (``regevent.py``); an OPTIONS
+to us is answered 200; anything else is not for the eP-CSCF (404 or 403).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..sip.errors import ParseError
+from ..sip.proxy import ProxyContext, Target
+from ..sip.uri import SipURI
+from . import regevent
+from .bindings import impu_key
+
+if TYPE_CHECKING:
+    from .app import EpCscf
+
+__all__ = ["CHARGING_HEADERS", "from_core", "from_wic"]
+
+log = logging.getLogger(__name__)
+
+#: Removed from whatever goes to a WIC (TS 24.229 5.2.2.2, 5.2.6.3, 5.2.7).
+CHARGING_HEADERS = ("P-Charging-Vector", "P-Charging-Function-Addresses")
+
+#: Requests that create a dialog, and so are record-routed (RFC 3261 §16.6 step 4).
+DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+
+#: Removed from every request of a WIC (its own values are set where needed).
+_UNTRUSTED = (
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "P-Visited-Network-ID",
+    *CHARGING_HEADERS,
+)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, SUBSCRIBE, NOTIFY, MESSAGE, UPDATE, PRACK, REFER"
+
+
+def _is_bearer(value: str) -> bool:
+    scheme = value.split(None, 1)
+    return bool(scheme) and scheme[0].lower() == "bearer"
+
+
+def _strip_bearer(ctx: ProxyContext) -> None:
+    """Every Bearer credential out (contract item 2: no token reaches the core)."""
+    h = ctx.request.headers
+    for name in ("Authorization", "Proxy-Authorization"):
+        values = h.get_all(name)
+        if values and any(_is_bearer(v) for v in values):
+            h.remove(name)
+            for v in values:
+                if not _is_bearer(v):
+                    h.add(name, v)
+
+
+def from_wic(app: EpCscf, ctx: ProxyContext, now: float) -> None:
+    req = ctx.request
+    reg = app.bindings.for_flow(ctx.source)
+    if reg is None:
+        ctx.respond(403, "Not registered on this connection", now=now)
+        return
+    in_dialog = req.to_tag is not None
+    used = ctx.route_used
+    if in_dialog and not (isinstance(used, SipURI) and used.user == reg.flow_token):
+        ctx.respond(403, "Not a dialog of this connection", now=now)
+        return
+    try:
+        preferred = req.p_preferred_identity
+        from_key = impu_key(req.from_.uri)
+    except ParseError:
+        ctx.respond(400, "Bad identity header", now=now)
+        return
+    if preferred:
+        if len(preferred) != 1 or impu_key(preferred[0].uri) not in reg.impus:
+            ctx.respond(403, "Preferred identity not registered on this connection", now=now)
+            return
+        asserted = str(preferred[0].uri)
+    else:
+        if not in_dialog and from_key not in reg.impus:
+            ctx.respond(403, "From identity not registered on this connection", now=now)
+            return
+        asserted = reg.default_impu
+    h = req.headers
+    _strip_bearer(ctx)
+    for name in _UNTRUSTED:
+        h.remove(name)
+    h.add("P-Asserted-Identity", f"<{asserted}>")
+    h.add("P-Charging-Vector", app.icid.vector())
+    if in_dialog:
+        ctx.forward(now=now)
+        return
+    if not reg.service_route:
+        ctx.respond(403, "No Service-Route for this registration", now=now)
+        return
+    h.remove("Route")
+    for route in reg.service_route:
+        h.add("Route", route)
+    record_route = reg.record_route if req.method in DIALOG_FORMING else None
+    ctx.forward(record_route=record_route, now=now)
+
+
+def from_core(app: EpCscf, ctx: ProxyContext, now: float) -> None:
+    req = ctx.request
+    used = ctx.route_used
+    token = used.user if isinstance(used, SipURI) else None
+    if token:
+        flow = app.transport.resolve_token(token)
+        if flow is None:
+            ctx.respond(430, now=now)
+            return
+        for name in CHARGING_HEADERS:
+            req.headers.remove(name)
+        dialog_forming = req.method in DIALOG_FORMING and req.to_tag is None
+        record_route = app.flow_uri(token) if dialog_forming else None
+        ctx.forward([Target(req.uri, dest=flow)], record_route=record_route, now=now)
+        return
+    if req.method == "NOTIFY" and app.bindings.for_subscription(req.call_id) is not None:
+        regevent.handle_notify(app, ctx, now)
+        return
+    if not req.routes and app.cscf.endpoint.is_local(req.uri):
+        if req.method == "OPTIONS":
+            ctx.respond(200, headers=[("Allow", ALLOW)], now=now)
+        elif req.method == "NOTIFY":
+            ctx.respond(481, now=now)
+        elif req.method != "ACK":
+            ctx.respond(404, now=now)
+        return
+    ctx.respond(403, "Not relayed by this eP-CSCF", now=now)
