@@ -279,6 +279,8 @@ async def start_scscf(hss: HssElement, tmp_path: Path) -> AsyncIterator[StartScs
             data_dir=tmp_path / "data",
             sip={"host": "127.0.0.1"},
             scscf=section,
+            # The "I-CSCF" is the trusted peer: originating requests come back to it.
+            icscf={"sip_port": trusted_port},
             hss={"diameter_port": hss.diameter_port, "api_port": 0, "watchdog_interval": 30},
         )
         element = make(settings)

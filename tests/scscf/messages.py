@@ -35,6 +35,7 @@ def register(
     auth_done: bool = True,
     authorization: str | None = None,
     path: bool = True,
+    path_value: str | None = None,
     call_id: str | None = None,
     cseq: int = 1,
     contact_expires: int | None = None,
@@ -64,7 +65,7 @@ def register(
         lines.append(f"Expires: {expires}")
     if path:
         lines += [
-            f"Path: {PCSCF_PATH.format(n=n)}",
+            f"Path: {path_value or PCSCF_PATH.format(n=n)}",
             "Require: path",
             "Supported: path, outbound",
         ]

@@ -47,6 +47,10 @@ REGINFO = "application/reginfo+xml"
 REGINFO_NS = "urn:ietf:params:xml:ns:reginfo"
 #: RFC 3680 §3.2: the default subscription duration.
 DEFAULT_EXPIRES = 3761
+#: Seconds a subscription is kept past its expiry before the ``timeout``
+#: NOTIFY: a subscription never outlives its registration, and when both end
+#: together the registration's last NOTIFY (``expired``) is the one to send.
+EXPIRY_GRACE = 1.0
 
 
 def _id(*parts: str) -> str:
@@ -332,7 +336,7 @@ class RegEventNotifier:
         if sub.timer is not None:
             sub.timer.cancel()
         loop = asyncio.get_running_loop()
-        delay = max(0.0, sub.expires_at - self._now())
+        delay = max(0.0, sub.expires_at + EXPIRY_GRACE - self._now())
         sub.timer = loop.call_later(delay, self._timed_out, sub)
 
     def _timed_out(self, sub: Subscription) -> None:
