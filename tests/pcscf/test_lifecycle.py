@@ -1,0 +1,112 @@
+"""A registration's life at the eP-CSCF (SPEC §1.4 F and G, §8 item 25, §9.1 item 2,
+§9.2): refresh with an expired token, deregistration (also with an expired token on the
+bound connection), failures from the core, the reg event ending a binding, expiry."""
+
+from __future__ import annotations
+
+from tests.waf.conftest import WafSite
+from webims.sip import Response
+
+from .conftest import StartPcscf
+from .harness import USER1_IMPU, Deployment, wait_until
+
+
+async def test_s9_1_2_a_re_register_with_an_expired_token_keeps_the_binding(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+        [reg] = list(pcscf.app.bindings._by_flow.values())
+        site.clock.advance(600 + 31)
+        answer = await wic.register(token)
+        assert answer.status == 401
+        assert answer.www_authenticate[0].get("error") == "invalid_token"
+        assert len(pcscf.core.of("REGISTER")) == 1
+        assert pcscf.app.bindings.for_flow(reg.flow) is reg
+        assert (await wic.send(wic.request_message("MESSAGE"))).status == 200
+
+
+async def test_s9_2_deregistration_with_an_expired_token_on_the_bound_connection(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic, pcscf.wic() as other:
+        assert (await wic.register(token)).status == 200
+        site.clock.advance(600 + 31)
+        # Not on another connection...
+        answer = await other.register(token, expires=0)
+        assert answer.status == 401
+        assert len(pcscf.core.of("REGISTER")) == 1
+        # ...but on the one holding the registration (SPEC §1.4 F, project choice).
+        answer = await wic.register(token, expires=0)
+        assert answer.status == 200
+        [_, dereg] = pcscf.core.of("REGISTER")
+        [creds] = dereg.authorization
+        assert creds.username == "user1_private@home1.net"  # type: ignore[attr-defined]
+        assert creds.integrity_protected == "auth-done"  # type: ignore[attr-defined]
+        assert len(pcscf.app.bindings) == 0
+
+
+async def test_s8_25_a_failure_from_the_core_is_forwarded_and_binds_nothing(
+    site: WafSite, start_pcscf: StartPcscf
+) -> None:
+    pcscf = await start_pcscf(site, core={"register_status": 403})
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        answer: Response = await wic.register(token)
+        assert answer.status == 403
+        assert "P-Charging-Vector" not in answer.headers
+        assert len(pcscf.core.of("REGISTER")) == 1
+        assert len(pcscf.app.bindings) == 0
+        assert pcscf.core.of("SUBSCRIBE") == []
+        assert (await wic.send(wic.request_message("INVITE"))).status == 403
+
+
+async def test_s9_4_reg_event_terminated_removes_the_binding(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+        [reg] = list(pcscf.app.bindings._by_flow.values())
+        await wait_until(lambda: reg.subscription is not None and reg.subscription.active)
+        [subscribe] = pcscf.core.of("SUBSCRIBE")
+        sub = reg.subscription
+        assert sub is not None and sub.to_tag
+        # Another contact of the IMPU ends: this WIC's binding stays.
+        pcscf.core.send(
+            pcscf.core.notify_for(subscribe, sub.to_tag, "active", "terminated", "expired")
+        )
+        await wait_until(lambda: len(pcscf.core.responses) == 2)
+        assert pcscf.core.responses[-1].status == 200 and len(pcscf.app.bindings) == 1
+        # This WIC's contact is deactivated by the network: the binding goes.
+        pcscf.core.send(
+            pcscf.core.notify_for(
+                subscribe,
+                sub.to_tag,
+                "terminated",
+                "terminated",
+                "deactivated",
+                contact=wic.contact_uri,
+                terminated=True,
+            )
+        )
+        await wait_until(lambda: len(pcscf.core.responses) == 3)
+        assert pcscf.core.responses[-1].status == 200
+        assert len(pcscf.app.bindings) == 0
+        assert pcscf.app.bindings.for_impu(USER1_IMPU.lower()) == []
+        assert (await wic.send(wic.request_message("INVITE"))).status == 403
+        # The subscription is gone too: a later NOTIFY on it is 481.
+        pcscf.core.send(pcscf.core.notify_for(subscribe, sub.to_tag, "active", "active", "x"))
+        await wait_until(lambda: len(pcscf.core.responses) == 4)
+        assert pcscf.core.responses[-1].status == 481
+
+
+async def test_a_registration_expires_at_its_own_time(site: WafSite, pcscf: Deployment) -> None:
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token, expires=1)).status == 200
+        assert len(pcscf.app.bindings) == 1
+        await wait_until(lambda: len(pcscf.app.bindings) == 0, timeout=4)
+        assert (await wic.send(wic.request_message("MESSAGE"))).status == 403

@@ -1,0 +1,137 @@
+"""Requests of a registered WIC through the eP-CSCF (SPEC §1.4 C, §8 items 46–50):
+asserted identity, anti-impersonation per connection, Service-Route, Record-Route with
+the flow token, in-dialog routing, and no Bearer token towards the core."""
+
+from __future__ import annotations
+
+from tests.waf.conftest import WafSite
+from webims.waf import ImsIdentity
+
+from .conftest import StartPcscf
+from .harness import USER1_IMPU, USER1_TEL, USER2_IMPU, Deployment, wait_until
+
+
+async def _with_two_impus(site: WafSite, start_pcscf: StartPcscf) -> Deployment:
+    site.identities["user1"] = ImsIdentity("user1_private@home1.net", (USER1_IMPU, USER1_TEL))
+    return await start_pcscf(site, core={"associated": [USER1_IMPU, USER1_TEL]})
+
+
+async def test_s8_46_preferred_identity_bound_to_the_connection_is_asserted(
+    site: WafSite, start_pcscf: StartPcscf
+) -> None:
+    pcscf = await _with_two_impus(site, start_pcscf)
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+        extra = f"P-Preferred-Identity: <{USER1_TEL}>\r\nAuthorization: Bearer {token}\r\n"
+        answer = await wic.send(wic.request_message("MESSAGE", extra=extra))
+        assert answer.status == 200
+        assert "P-Charging-Vector" not in answer.headers
+    [message] = pcscf.core.of("MESSAGE")
+    assert [str(a.uri) for a in message.p_asserted_identity] == [USER1_TEL]
+    assert "P-Preferred-Identity" not in message.headers
+    assert "Authorization" not in message.headers  # the Bearer token stays at the edge
+    assert "bearer" not in message.serialize().decode().lower()
+    # Route: the stored Service-Route; a new P-Charging-Vector.
+    assert [str(r) for r in message.routes] == [pcscf.core.service_route]
+    assert message.p_charging_vector is not None
+
+
+async def test_s8_47_without_preference_the_default_impu_is_asserted(
+    site: WafSite, start_pcscf: StartPcscf
+) -> None:
+    pcscf = await _with_two_impus(site, start_pcscf)
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+        extra = f"P-Asserted-Identity: <{USER2_IMPU}>\r\nRoute: <sip:evil.example.net;lr>\r\n"
+        answer = await wic.send(wic.request_message("INVITE", from_=USER1_TEL, extra=extra))
+        assert answer.status == 200
+    [invite] = pcscf.core.of("INVITE")
+    assert [str(a.uri) for a in invite.p_asserted_identity] == [USER1_IMPU]
+    assert [str(r) for r in invite.routes] == [pcscf.core.service_route]
+    # Record-Route with this connection's flow token (contract item 6).
+    [rr] = invite.record_routes
+    reg = next(iter(pcscf.app.bindings._by_flow.values()))
+    assert str(rr.uri) == reg.record_route
+    assert rr.sip_uri.user == reg.flow_token and rr.sip_uri.lr
+
+
+async def test_s8_48_an_identity_not_bound_to_the_connection_is_refused(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+        preferred = f"P-Preferred-Identity: <{USER2_IMPU}>\r\n"
+        answer = await wic.send(wic.request_message("INVITE", extra=preferred))
+        assert answer.status == 403
+        answer = await wic.send(wic.request_message("INVITE", from_=USER2_IMPU))
+        assert answer.status == 403
+    assert pcscf.core.of("INVITE") == []
+
+
+async def test_s8_49_a_request_on_an_unregistered_connection_is_refused(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    async with pcscf.wic() as wic:
+        answer = await wic.send(wic.request_message("INVITE"))
+        assert answer.status == 403
+        answer = await wic.send(wic.request_message("MESSAGE"))
+        assert answer.status == 403
+    assert pcscf.core.received == []
+
+
+async def test_s8_50_identities_of_connection_a_are_unusable_on_connection_b(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as alice_a, pcscf.wic() as alice_b, pcscf.wic() as bob:
+        assert (await alice_a.register(token)).status == 200
+        # The same user's other connection, not registered itself.
+        assert (await alice_b.send(alice_b.request_message("INVITE"))).status == 403
+        # Bob registered on his own connection, trying Alice's IMPU.
+        bob_token = (await site.tokens("user2"))["access_token"]
+        assert (await bob.register(bob_token, impu=USER2_IMPU)).status == 200
+        answer = await bob.send(bob.request_message("INVITE", from_=USER1_IMPU, to=USER2_IMPU))
+        assert answer.status == 403
+        # B registers successfully itself: now it may.
+        token_b = (await site.tokens())["access_token"]
+        assert (await alice_b.register(token_b)).status == 200
+        assert (await alice_b.send(alice_b.request_message("MESSAGE"))).status == 200
+    assert len(pcscf.core.of("MESSAGE")) == 1 and pcscf.core.of("INVITE") == []
+
+
+async def test_s8_48_in_dialog_requests_follow_our_record_route_only(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+        reg = next(iter(pcscf.app.bindings._by_flow.values()))
+        # A BYE in a dialog through us: Route = our Record-Route, then the far end.
+        far = f"<sip:127.0.0.1:{pcscf.core.port};transport=tcp;lr>"
+        route = f"Route: <{reg.record_route}>, {far}\r\nAuthorization: Bearer {token}\r\n"
+        bye = wic.request_message("BYE", to_tag="callee1", extra=route)
+        assert (await wic.send(bye)).status == 200
+        [forwarded] = pcscf.core.of("BYE")
+        assert [str(r) for r in forwarded.routes] == [far]
+        assert "Authorization" not in forwarded.headers
+        # A "dialog" that did not come through this connection's flow: refused.
+        spoofed = wic.request_message("BYE", to_tag="x", extra=f"Route: {far}\r\n")
+        assert (await wic.send(spoofed)).status == 403
+    assert len(pcscf.core.of("BYE")) == 1
+
+
+async def test_s9_2_8_after_deregistration_requests_are_refused(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+        assert (await wic.register(token, expires=0)).status == 200
+        [_, dereg] = pcscf.core.of("REGISTER")
+        assert dereg.authorization[0].integrity_protected == "auth-done"  # type: ignore[attr-defined]
+        await wait_until(lambda: len(pcscf.app.bindings) == 0)
+        assert (await wic.send(wic.request_message("INVITE"))).status == 403
+    assert pcscf.core.of("INVITE") == []
