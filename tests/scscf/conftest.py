@@ -138,7 +138,7 @@ class CxSpy:
             self.mars.append((impi, impu))
             return await mar(impi, impu, server_name, **kw)
 
-        client.sar = spy_sar  # type: ignore[method-assign]
+        client.sar = spy_sar  # type: ignore[method-assign,assignment]
         client.mar = spy_mar  # type: ignore[method-assign]
 
     def kinds(self) -> list[ServerAssignmentType]:
@@ -275,13 +275,15 @@ async def start_scscf(hss: HssElement, tmp_path: Path) -> AsyncIterator[StartScs
             "cx": {"identity": "scscf.home1.net", "timeout": 2.0},
         }
         section.update(scscf)
-        settings = Settings(
-            data_dir=tmp_path / "data",
-            sip={"host": "127.0.0.1"},
-            scscf=section,
-            # The "I-CSCF" is the trusted peer: originating requests come back to it.
-            icscf={"sip_port": trusted_port},
-            hss={"diameter_port": hss.diameter_port, "api_port": 0, "watchdog_interval": 30},
+        settings = Settings.model_validate(
+            {
+                "data_dir": tmp_path / "data",
+                "sip": {"host": "127.0.0.1"},
+                "scscf": section,
+                # The "I-CSCF" is the trusted peer: originating requests come back to it.
+                "icscf": {"sip_port": trusted_port},
+                "hss": {"diameter_port": hss.diameter_port, "api_port": 0},
+            }
         )
         element = make(settings)
         await element.start()

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from webims.diameter.cxdefs import ServerAssignmentType
 from webims.hss.model import RegistrationState
+from webims.sip.auth import Challenge
 
 from .conftest import USER1_IMPI, USER1_IMPU, Deployment
 from .messages import digest_response, register
 
 
-async def challenge_for(dep: Deployment, **kw: object):  # type: ignore[no-untyped-def]
+async def challenge_for(dep: Deployment) -> tuple[str, Challenge]:
     call_id = register(
-        dep.untrusted, dep.route, USER1_IMPU, USER1_IMPI, auth_done=False, path=False, **kw
+        dep.untrusted, dep.route, USER1_IMPU, USER1_IMPI, auth_done=False, path=False
     )
     resp = await dep.untrusted.response()
     assert resp.status == 401, resp.start_line()

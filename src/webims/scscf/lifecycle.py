@@ -100,6 +100,7 @@ class Lifecycle:
         if previous_key is not None and previous_key != registration.key:
             await self.store.remove(previous_key)
             self._disarm(previous_key)
+            self.notifier.rekey(previous_key, registration.key)
         await self.store.put(registration)
         self._arm(registration)
 

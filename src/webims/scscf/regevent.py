@@ -82,7 +82,8 @@ def reginfo_xml(
             _contact(reg, impu, contact, state="active", event=contact.event, now=now)
         for contact, event in gone:
             _contact(reg, impu, contact, state="terminated", event=event, now=now)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document
 
 
 def _contact(
@@ -257,6 +258,14 @@ class RegEventNotifier:
                 self._drop(sub)
             futures.append(self._send(sub, registration, now, removed=gone, terminated=terminated))
         return futures
+
+    def rekey(self, old: str, new: str) -> None:
+        """The registration's name changed (a PPR gave the set another default IMPU)."""
+        subs = self._by_registration.pop(old, None)
+        if subs:
+            for sub in subs:
+                sub.registration_key = new
+            self._by_registration.setdefault(new, []).extend(subs)
 
     def subscriptions(self, registration_key: str) -> list[Subscription]:
         return list(self._by_registration.get(registration_key, ()))

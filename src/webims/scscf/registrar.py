@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Protocol
 
 from ..sip.address import parse_address
@@ -52,6 +53,7 @@ def impu_key(uri: URI) -> str:
     return str(uri)
 
 
+@lru_cache(maxsize=65536)
 def impu_key_text(text: str) -> str:
     """:func:`impu_key` of an IMPU written as text (from the HSS's User-Data)."""
     try:
@@ -111,9 +113,11 @@ class Registration:
     #: Digest-authenticated (no trusted node): kept for re-registrations.
     digest: bool = False
     _keys: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    _barred_keys: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_keys", frozenset(impu_key_text(i) for i in self.impus))
+        object.__setattr__(self, "_barred_keys", frozenset(impu_key_text(i) for i in self.barred))
 
     @property
     def key(self) -> str:
@@ -139,7 +143,7 @@ class Registration:
         return key in self._keys
 
     def is_barred(self, key: str) -> bool:
-        return any(impu_key_text(b) == key for b in self.barred)
+        return key in self._barred_keys
 
     def live_contacts(self, now: float) -> tuple[Contact, ...]:
         return tuple(c for c in self.contacts if c.expires_at > now)

@@ -19,6 +19,7 @@ step 7) with its Server-Name.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..ims.trust import TrustedPeers
@@ -42,6 +43,17 @@ ALLOW = (
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, MESSAGE, UPDATE, PRACK, "
     "INFO, REFER"
 )
+
+
+_FORK = "scscf.fork"
+
+
+@dataclass(frozen=True, slots=True)
+class _Fork:
+    """The contacts a terminating request was forked to (kept in ``ctx.data``)."""
+
+    key: str
+    branches: list[tuple[Target, Contact]]
 
 
 class Router:
@@ -133,23 +145,22 @@ class Router:
         if not targets:
             self._respond(ctx, 480, "Temporarily Unavailable (no contact)")
             return
-        ctx.data["scscf.contacts"] = (registration.key, branches)
+        ctx.data[_FORK] = _Fork(registration.key, branches)
         ctx.forward(targets, record_route=self._record_route(ctx), now=now)
 
     def on_response(self, ctx: ProxyContext, response: Response, now: float) -> None:
         """RFC 5626 §5.3: a branch answered 430 (Flow Failed) loses its contact."""
         if response.status < 200:
             return
-        found = ctx.data.pop("scscf.contacts", None)
-        if found is None:
+        fork = ctx.data.pop(_FORK, None)
+        if not isinstance(fork, _Fork):
             return
-        key, branches = found  # type: ignore[misc]
         for branch in ctx.branches:
             if branch.final is None or branch.final.status != 430:
                 continue
-            for target, contact in branches:
+            for target, contact in fork.branches:
                 if target is branch.target:
-                    self.cscf.spawn(self.lifecycle.flow_failed(key, contact))
+                    self.cscf.spawn(self.lifecycle.flow_failed(fork.key, contact))
 
     def _respond(self, ctx: ProxyContext, status: int, reason: str | None = None) -> None:
         ctx.respond(status, reason, now=self.cscf.now())
