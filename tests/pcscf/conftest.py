@@ -49,6 +49,7 @@ async def start_pcscf(tmp_path: Path) -> AsyncIterator[StartPcscf]:
         *,
         mode: str = "local",
         core: dict[str, Any] | None = None,
+        validator: TokenValidator | None = None,
         **pcscf: Any,
     ) -> Deployment:
         fake = FakeCore(free_port(), **(core or {}))
@@ -72,7 +73,7 @@ async def start_pcscf(tmp_path: Path) -> AsyncIterator[StartPcscf]:
             },
         )
         secret = waf.waf.resource_server_secrets["pcscf"] if mode == "introspect" else ""
-        validator = TokenValidator(
+        validator = validator or TokenValidator(
             waf.base, "home1.net", clock=waf.clock, mode=mode, client_secret=secret
         )
         cscf = make(settings, validator=validator)

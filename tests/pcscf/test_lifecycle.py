@@ -27,7 +27,7 @@ async def test_s9_1_2_a_re_register_with_an_expired_token_keeps_the_binding(
         assert (await wic.send(wic.request_message("MESSAGE"))).status == 200
 
 
-async def test_s9_2_deregistration_with_an_expired_token_on_the_bound_connection(
+async def test_s9_2_5_deregistration_with_an_expired_token_on_the_bound_connection(
     site: WafSite, pcscf: Deployment
 ) -> None:
     token = (await site.tokens())["access_token"]
@@ -63,7 +63,7 @@ async def test_s8_25_a_failure_from_the_core_is_forwarded_and_binds_nothing(
         assert (await wic.send(wic.request_message("INVITE"))).status == 403
 
 
-async def test_s9_4_reg_event_terminated_removes_the_binding(
+async def test_s9_4_12_reg_event_deactivated_removes_the_binding(
     site: WafSite, pcscf: Deployment
 ) -> None:
     token = (await site.tokens())["access_token"]
@@ -103,7 +103,9 @@ async def test_s9_4_reg_event_terminated_removes_the_binding(
         assert pcscf.core.responses[-1].status == 481
 
 
-async def test_a_registration_expires_at_its_own_time(site: WafSite, pcscf: Deployment) -> None:
+async def test_s9_3_10_a_registration_expires_at_its_own_timer(
+    site: WafSite, pcscf: Deployment
+) -> None:
     token = (await site.tokens())["access_token"]
     async with pcscf.wic() as wic:
         assert (await wic.register(token, expires=1)).status == 200

@@ -56,7 +56,7 @@ async def _registered(site: WafSite, pcscf: Deployment, wic: Wic, **kw: object) 
     return str(pcscf.core.of("REGISTER")[-1].paths[0].uri)
 
 
-async def test_terminating_invite_reaches_the_wic_on_its_flow(
+async def test_s8_12_terminating_invite_reaches_the_wic_on_its_own_flow(
     site: WafSite, pcscf: Deployment
 ) -> None:
     async with pcscf.wic() as wic:
