@@ -39,7 +39,7 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 5.
             await asyncio.sleep(0.05)
 
 
-async def test_s9_3_10_expiry_sar_timeout_and_notify_expired(start_scscf: StartScscf) -> None:
+async def test_s9_10_expiry_sar_timeout_and_notify_expired(start_scscf: StartScscf) -> None:
     dep = await start_scscf(min_expires=1)
     await registered_and_subscribed(dep, expires=2)
     notify = await dep.trusted.request(timeout=5)
@@ -55,7 +55,7 @@ async def test_s9_3_10_expiry_sar_timeout_and_notify_expired(start_scscf: StartS
     assert await dep.scscf.scscf.store.get(USER1_IMPU) is None
 
 
-async def test_s9_3_11_after_expiry_terminating_request_480(start_scscf: StartScscf) -> None:
+async def test_s9_11_after_expiry_terminating_request_480(start_scscf: StartScscf) -> None:
     dep = await start_scscf(min_expires=1)
     register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, expires=1)
     assert (await dep.trusted.response()).status == 200
@@ -64,7 +64,7 @@ async def test_s9_3_11_after_expiry_terminating_request_480(start_scscf: StartSc
     assert (await dep.trusted.response()).status == 480
 
 
-async def test_s9_3_expiry_of_one_contact_keeps_the_other(start_scscf: StartScscf) -> None:
+async def test_expiry_of_one_contact_keeps_the_other(start_scscf: StartScscf) -> None:
     dep = await start_scscf(min_expires=1)
     register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, n=1, expires=1)
     await dep.trusted.response()
@@ -76,7 +76,7 @@ async def test_s9_3_expiry_of_one_contact_keeps_the_other(start_scscf: StartScsc
     assert ServerAssignmentType.TIMEOUT_DEREGISTRATION not in dep.spy.kinds()
 
 
-async def test_s9_4_12_administrative_deregistration_notify_then_sar(
+async def test_s9_12_administrative_deregistration_notify_then_sar(
     deployment: Deployment,
 ) -> None:
     dep = deployment
@@ -96,7 +96,7 @@ async def test_s9_4_12_administrative_deregistration_notify_then_sar(
     assert await dep.scscf.administrative_deregistration(USER1_IMPU) is False
 
 
-async def test_s9_4_13_rtr_permanent_termination_notify_rejected(deployment: Deployment) -> None:
+async def test_s9_13_rtr_permanent_termination_notify_rejected(deployment: Deployment) -> None:
     dep = deployment
     await registered_and_subscribed(dep)
     await dep.hss.store.remove("user1")  # the HSS sends RTR PERMANENT_TERMINATION
@@ -108,7 +108,7 @@ async def test_s9_4_13_rtr_permanent_termination_notify_rejected(deployment: Dep
     assert await dep.scscf.scscf.store.get(USER1_IMPU) is None
 
 
-async def test_s9_4_13_rtr_server_change_notify_deactivated(deployment: Deployment) -> None:
+async def test_s9_13_rtr_server_change_notify_deactivated(deployment: Deployment) -> None:
     dep = deployment
     await registered_and_subscribed(dep)
     result = await dep.hss.cx.send_rtr(
@@ -126,7 +126,7 @@ async def test_s9_4_13_rtr_server_change_notify_deactivated(deployment: Deployme
     assert await dep.scscf.scscf.store.get(USER1_IMPU) is None
 
 
-async def test_s9_4_15_ppr_removing_the_waf_refuses_next_reregistration(
+async def test_s9_15_ppr_removing_the_waf_refuses_next_reregistration(
     deployment: Deployment,
 ) -> None:
     dep = deployment

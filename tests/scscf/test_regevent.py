@@ -17,7 +17,7 @@ async def registered(
     assert (await dep.trusted.response()).status == 200
 
 
-async def test_s9_5_16_pcscf_subscription_200_and_full_notify(deployment: Deployment) -> None:
+async def test_s9_16_pcscf_subscription_200_and_full_notify(deployment: Deployment) -> None:
     dep = deployment
     await registered(dep, IRS_IMPUS[0], IRS_IMPI)
     subscribe(dep.trusted, dep.orig_route, IRS_IMPUS[0], asserted=PCSCF)
@@ -50,7 +50,7 @@ async def test_s8_40_each_impu_of_the_set_in_notify(deployment: Deployment) -> N
     assert list(registrations(root)) == IRS_IMPUS
 
 
-async def test_s9_5_16_expires_at_most_the_registration(deployment: Deployment) -> None:
+async def test_s9_16_expires_at_most_the_registration(deployment: Deployment) -> None:
     dep = deployment
     await registered(dep, expires=120)
     subscribe(dep.trusted, dep.orig_route, USER1_IMPU, asserted=USER1_IMPU, expires=600000)
@@ -59,7 +59,7 @@ async def test_s9_5_16_expires_at_most_the_registration(deployment: Deployment) 
     assert 110 <= int(resp.headers.get("Expires") or 0) <= 120
 
 
-async def test_s9_5_notify_follows_the_dialog_route_set(deployment: Deployment) -> None:
+async def test_notify_follows_the_dialog_route_set(deployment: Deployment) -> None:
     dep = deployment
     await registered(dep)
     rr = f"<sip:rr-token@127.0.0.1:{dep.trusted.local_port};transport=tcp;lr>"
@@ -72,7 +72,7 @@ async def test_s9_5_notify_follows_the_dialog_route_set(deployment: Deployment) 
     assert notify.uri_text == f"sip:127.0.0.1:{dep.trusted.local_port};transport=tcp"
 
 
-async def test_s9_5_17_version_plus_one_per_notify(deployment: Deployment) -> None:
+async def test_s9_17_version_plus_one_per_notify(deployment: Deployment) -> None:
     dep = deployment
     call_id = register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI)
     assert (await dep.trusted.response()).status == 200
@@ -101,7 +101,7 @@ async def test_s9_5_17_version_plus_one_per_notify(deployment: Deployment) -> No
     assert reginfo((await dep.trusted.request()).body).get("version") == "2"
 
 
-async def test_s9_5_18_other_subscriber_403(deployment: Deployment) -> None:
+async def test_s9_18_other_subscriber_403(deployment: Deployment) -> None:
     dep = deployment
     await registered(dep)
     subscribe(dep.trusted, dep.orig_route, USER1_IMPU, asserted="sip:eve@home1.net")
@@ -114,7 +114,7 @@ async def test_s9_5_18_other_subscriber_403(deployment: Deployment) -> None:
     await dep.trusted.no_request()
 
 
-async def test_s9_2_7_deregistration_notify_terminated(deployment: Deployment) -> None:
+async def test_s9_7_deregistration_notify_terminated(deployment: Deployment) -> None:
     dep = deployment
     call_id = register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI)
     assert (await dep.trusted.response()).status == 200

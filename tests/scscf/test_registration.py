@@ -249,7 +249,7 @@ async def test_second_flow_is_a_second_contact(deployment: Deployment) -> None:
 
 
 @pytest.mark.parametrize("star", [False, True])
-async def test_s9_2_7_user_deregistration(deployment: Deployment, star: bool) -> None:
+async def test_s9_7_user_deregistration(deployment: Deployment, star: bool) -> None:
     dep = deployment
     register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI)
     assert (await dep.trusted.response()).status == 200
@@ -270,7 +270,7 @@ async def test_s9_2_7_user_deregistration(deployment: Deployment, star: bool) ->
     assert assignment is None
 
 
-async def test_s9_2_7_deregistering_one_of_two_contacts_keeps_the_set(
+async def test_s9_7_deregistering_one_of_two_contacts_keeps_the_set(
     deployment: Deployment,
 ) -> None:
     dep = deployment
