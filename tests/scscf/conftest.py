@@ -9,7 +9,7 @@ import asyncio
 import itertools
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ OTHER_WAF_IMPU = "sip:user4_public1@home1.net"
 NO_LIST_IMPI = "user5_private@home1.net"
 NO_LIST_IMPU = "sip:user5_public1@home1.net"
 BARRED_WAF = "evil_authserver@thirdparty.net"
+CCF = "aaa://ccf.home1.net"
+ECF = "aaa://ecf.home1.net"
 
 TIMEOUT = 5.0
 
@@ -104,7 +106,10 @@ async def hss(tmp_path: Path) -> AsyncIterator[HssElement]:
     await element.start()
     await seed_demo(element.raw_store)
     for sub in EXTRA_SUBSCRIBERS:
-        await element.raw_store.add(sub.subscriber())
+        subscriber = sub.subscriber()
+        if sub.impi == NO_LIST_IMPI:  # with Charging-Information
+            subscriber = replace(subscriber, ccf=(CCF,), ecf=(ECF,))
+        await element.raw_store.add(subscriber)
     try:
         yield element
     finally:

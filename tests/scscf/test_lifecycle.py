@@ -126,6 +126,26 @@ async def test_s9_13_rtr_server_change_notify_deactivated(deployment: Deployment
     assert await dep.scscf.scscf.store.get(USER1_IMPU) is None
 
 
+async def test_s9_13_rta_after_the_notify_is_answered(deployment: Deployment) -> None:
+    dep = deployment
+    await registered_and_subscribed(dep)
+    dep.trusted.answer_notify = None
+    rtr = RtrRequest(
+        destination_host="scscf.home1.net",
+        impi=USER1_IMPI,
+        associated_impis=(),
+        impus=(),
+        reason=DeregistrationReason.NEW_SERVER_ASSIGNED,
+    )
+    rta = asyncio.create_task(dep.hss.cx.send_rtr(rtr))
+    notify = await dep.trusted.request()
+    assert last_contact_event(notify.body)[2] == "deactivated"
+    await asyncio.sleep(0.3)
+    assert not rta.done()
+    dep.trusted.reply(notify, 200)
+    assert (await asyncio.wait_for(rta, 5)).success
+
+
 async def test_s9_15_ppr_removing_the_waf_refuses_next_reregistration(
     deployment: Deployment,
 ) -> None:

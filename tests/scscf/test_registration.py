@@ -11,6 +11,8 @@ from webims.hss.model import RegistrationState
 
 from .conftest import (
     BARRED_WAF,
+    CCF,
+    ECF,
     IRS_BARRED,
     IRS_IMPI,
     IRS_IMPUS,
@@ -143,6 +145,16 @@ async def test_s8_38_ok_contents(deployment: Deployment) -> None:
     assert "outbound" in resp.require
     assert resp.headers.get("P-Charging-Vector") is not None
     assert 'icid-value="icid-test-1"' in (resp.headers.get("P-Charging-Vector") or "")
+
+
+async def test_s8_38_charging_function_addresses_from_saa(deployment: Deployment) -> None:
+    dep = deployment
+    register(dep.trusted, dep.route, NO_LIST_IMPU, NO_LIST_IMPI)
+    resp = await dep.trusted.response()
+    assert resp.status == 200
+    assert resp.headers.get("P-Charging-Function-Addresses") == f'ccf="{CCF}";ecf="{ECF}"'
+    pcv = resp.p_charging_vector
+    assert pcv is not None and pcv.get("term-ioi") == "home1.net"
 
 
 async def test_s8_38_expires_granted_at_most_requested_and_max(start_scscf: StartScscf) -> None:
