@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from ..sip.message import Request, Response
 from ..sip.proxy import ProxyContext, ProxyCore
 from ..sip.uac import new_request
+from ..sip.uri import SipURI
 from .registrar import Contact, Registration, impu_key
 
 __all__ = ["REGINFO", "RegEventNotifier", "Subscription", "reginfo_xml"]
@@ -166,8 +167,7 @@ class RegEventNotifier:
             key = impu_key(asserted.uri)
             if registration.has(key) and not registration.is_barred(key):
                 return str(asserted.uri)
-            host = getattr(asserted.uri, "host_bare", None)
-            if host is not None and host in path_hosts:
+            if isinstance(asserted.uri, SipURI) and asserted.uri.host_bare in path_hosts:
                 return str(asserted.uri)
         return None
 

@@ -201,14 +201,16 @@ class MemoryRegistrar:
 
     def __init__(self) -> None:
         self._by_key: dict[str, Registration] = {}
+        #: IMPU (lookup form) -> registration key; IMPI -> registration keys.
         self._index: dict[str, str] = {}
+        self._by_impi: dict[str, set[str]] = {}
 
     async def get(self, impu_key: str) -> Registration | None:
         key = self._index.get(impu_key)
         return self._by_key.get(key) if key is not None else None
 
     async def by_impi(self, impi: str) -> list[Registration]:
-        return [r for r in self._by_key.values() if r.impi == impi]
+        return [self._by_key[k] for k in self._by_impi.get(impi, ())]
 
     async def put(self, registration: Registration) -> None:
         key = registration.key
@@ -216,9 +218,12 @@ class MemoryRegistrar:
         if old is not None:
             for k in old.keys - registration.keys:
                 self._index.pop(k, None)
+            if old.impi != registration.impi:
+                self._unlink_impi(old.impi, key)
         self._by_key[key] = registration
         for k in registration.keys:
             self._index[k] = key
+        self._by_impi.setdefault(registration.impi, set()).add(key)
 
     async def remove(self, key: str) -> Registration | None:
         old = self._by_key.pop(key, None)
@@ -226,7 +231,15 @@ class MemoryRegistrar:
             for k in old.keys:
                 if self._index.get(k) == key:
                     del self._index[k]
+            self._unlink_impi(old.impi, key)
         return old
+
+    def _unlink_impi(self, impi: str, key: str) -> None:
+        keys = self._by_impi.get(impi)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_impi[impi]
 
     async def keys(self) -> list[str]:
         return list(self._by_key)

@@ -261,6 +261,9 @@ class RegisterProcedure:
                 self._respond(
                     info, 500, "HSS Unavailable", headers=[("Retry-After", str(RETRY_AFTER))]
                 )
+            except Exception:
+                log.exception("REGISTER for %s failed", info.impu)
+                self._respond(info, 500)
 
     async def _locked(self, info: _Register) -> None:
         existing = await self.store.get(info.impu_key)
