@@ -29,6 +29,7 @@ from .hss import open_store
 from .hss.model import InvalidSubscriber, Subscriber
 from .hss.provisioning import NewSubscriber, SubscriberView, describe_errors, seed_demo
 from .hss.store import StoreError, SubscriberExists, SubscriberNotFound, SubscriberStore
+from .observe.command import trace as trace_command
 from .transport.loop import install_event_loop_policy
 from .up import ELEMENTS, RUNNABLE, UP_ELEMENTS, run_elements
 from .wic.cli import bench_app, register
@@ -441,6 +442,10 @@ def token(
 
 app.command()(register)
 app.add_typer(bench_app, name="bench")
+
+# -- webims trace (webims.observe.command) ---------------------------------------------
+
+app.command(name="trace")(trace_command)
 
 
 def main() -> None:

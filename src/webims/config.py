@@ -27,6 +27,9 @@ Example (all keys optional)::
     public_url = "https://127.0.0.1:8443"
     pcscf_url = "wss://127.0.0.1:7443/"
     production = false                  # true: plain HTTP refused
+    [trace]
+    enabled = true                      # the message trace of ``webims trace``
+    max_bytes = 67108864                # size cap of <data_dir>/trace
 
 Environment: ``WEBIMS_PCSCF__WSS_PORT=8443`` (nested keys joined by ``__``).
 """
@@ -236,6 +239,23 @@ class WafSettings(BaseModel):
     redirect_uris: list[str] = Field(default_factory=list)
 
 
+class TraceSettings(BaseModel):
+    """The message trace (``webims trace``): every SIP, Diameter and OAuth
+    message the elements handle, in ``<data_dir>/trace`` (:mod:`webims.observe`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    #: Records held in memory between two writes (a ring: the oldest go when full).
+    ring: int = Field(default=8192, ge=16, le=1 << 20)
+    #: Seconds between two writes to disk.
+    flush_interval: float = Field(default=0.25, gt=0, le=60)
+    #: A trace file is rotated at this size (bytes); one older generation is kept.
+    file_bytes: int = Field(default=8 << 20, ge=64 << 10)
+    #: The trace directory is kept under this size: the oldest files go first.
+    max_bytes: int = Field(default=64 << 20, ge=1 << 20)
+
+
 class Settings(BaseSettings):
     """The whole deployment."""
 
@@ -251,6 +271,7 @@ class Settings(BaseSettings):
     hss: HssSettings = Field(default_factory=HssSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     waf: WafSettings = Field(default_factory=WafSettings)
+    trace: TraceSettings = Field(default_factory=TraceSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,7 @@ from .config import Settings
 from .hss.element import HssElement, options_from_settings
 from .hss.provisioning import seed_demo
 from .ims.element import Cscf
+from .observe.trace import open_recorder
 from .transport.loop import ServerGc
 from .wwsf.element import WebElement
 
@@ -50,6 +51,7 @@ class Element(Protocol):
 
 async def start_hss(settings: Settings, *, seed: bool, say: Callable[[str], None]) -> HssElement:
     hss = HssElement(options_from_settings(settings))
+    hss.node.tracer = open_recorder(settings, "HSS")
     if (
         hss.options.store == settings.hss.store_location(settings.data_dir)
         and not settings.hss.store

@@ -45,7 +45,7 @@ import random
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from diameter.message import Message
 
@@ -67,6 +67,9 @@ from .errors import (
 )
 from .framing import HEADER_LENGTH, DiameterFramer
 from .peer import PeerAction, PeerEvent, PeerState, PeerStateMachine
+
+if TYPE_CHECKING:
+    from ..observe.trace import TraceRecorder
 
 __all__ = ["DiameterNode", "Handler", "NodeConfig", "Peer"]
 
@@ -141,10 +144,15 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self._out: list[bytes] = []
+        #: (local, remote) address, for the message trace.
+        self.addresses: tuple[tuple[str, int], tuple[str, int]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses.
         self.transport = cast(asyncio.Transport, transport)
+        local, remote = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
+        if local and remote:
+            self.addresses = ((local[0], local[1]), (remote[0], remote[1]))
         sock = transport.get_extra_info("socket")
         if sock is not None:
             # Answers are small and pipelined: never hold one back for an ACK.
@@ -175,6 +183,8 @@ class _Connection(asyncio.Protocol):
         """Queue ``data``; what is queued in one turn of the loop goes out in
         one write (pipelined answers cost one system call, not one each)."""
         if self.transport is not None and not self.closed:
+            if self.node.tracer is not None:
+                self.node.tracer.diameter_out(data, self.addresses)
             out = self._out
             if not out:
                 asyncio.get_running_loop().call_soon(self.flush)
@@ -287,6 +297,8 @@ class DiameterNode:
         self._stopping = False
         self._sweeper: asyncio.TimerHandle | None = None
         self._apps = identity.application_ids()
+        #: The element's message trace (application messages); None: not recorded.
+        self.tracer: TraceRecorder | None = None
         #: Counters a test or the metrics can read.
         self.stats: dict[str, int] = {
             "requests_in": 0,
@@ -431,6 +443,8 @@ class DiameterNode:
     # -- events from the connections ------------------------------------------
 
     def _on_message(self, conn: _Connection, raw: bytes) -> None:
+        if self.tracer is not None:
+            self.tracer.diameter_in(raw, conn.addresses)
         header = peek_header(raw)
         try:
             message = decode(raw, header)

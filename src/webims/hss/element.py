@@ -208,6 +208,8 @@ class HssElement:
         await self.node.stop()
         await self.store.drain()
         await self.raw_store.close()
+        if self.node.tracer is not None:  # the HSS's message trace (set by its starter)
+            self.node.tracer.close()
 
 
 def options_from_settings(settings: object) -> HssOptions:

@@ -20,6 +20,7 @@ from ..diameter.base import Identity
 from ..diameter.cx import CxClient
 from ..diameter.cxdefs import CX_APPLICATION_ID, VENDOR_3GPP
 from ..diameter.node import DiameterNode, NodeConfig
+from ..observe.trace import TraceRecorder, open_recorder
 from ..sip.proxy import ProxyApplication, ProxyConfig, ProxyCore
 from ..sip.transaction import TimerConfig
 from ..transport.endpoint import EndpointConfig, SipEndpoint
@@ -93,6 +94,9 @@ class Cscf:
         self.cx: CxClient | None = None
         self._cx_settings = cx
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: The element's message trace, SIP and Cx (``[trace]``); None when off.
+        self.tracer: TraceRecorder | None = open_recorder(settings, self.title)
+        self.endpoint.tracer = self.tracer
         #: Awaited by close(), after the endpoint (e.g. an HTTP client of the procedures).
         self.close_hooks: list[Callable[[], Awaitable[None]]] = []
 
@@ -113,6 +117,7 @@ class Cscf:
                 ),
                 NodeConfig(tw=hss.watchdog_interval),
             )
+            self.node.tracer = self.tracer
             self.node.add_peer(hss.identity, hss.host, hss.diameter_port)
             self.cx = CxClient(
                 self.node,
@@ -133,6 +138,8 @@ class Cscf:
         if self.node is not None:
             await self.node.stop()
         await self.endpoint.close()
+        if self.tracer is not None:
+            self.tracer.close()
         for hook in self.close_hooks:
             await hook()
 

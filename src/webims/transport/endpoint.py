@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..sip.checks import response_for_error
 from ..sip.errors import SipError
@@ -28,6 +28,9 @@ from ..sip.uri import URI, SipURI
 from .base import TransportError
 from .flow import Flow, normalize_host
 from .layer import Listener, ListenSpec, TransportConfig, TransportLayer
+
+if TYPE_CHECKING:
+    from ..observe.trace import TraceRecorder
 
 __all__ = ["EndpointConfig", "SipEndpoint", "TransactionUser"]
 
@@ -103,6 +106,8 @@ class SipEndpoint:
         self._flushing = False
         #: Called with every flow that closes (after the core was told).
         self.flow_closed_hooks: list[Callable[[Flow], None]] = []
+        #: The element's message trace (``webims trace``); None: not recorded.
+        self.tracer: TraceRecorder | None = None
 
     # -- life cycle ------------------------------------------------------------
     async def start(self, listen: Iterable[ListenSpec] | None = None) -> list[Listener]:
@@ -130,6 +135,8 @@ class SipEndpoint:
 
     # -- input -------------------------------------------------------------------
     def _on_message(self, msg: Request | Response, flow: Flow) -> None:
+        if self.tracer is not None:
+            self.tracer.sip_in(msg, flow)
         now = self.now()
         try:
             # The transaction layer checks what it matches on (top Via, CSeq);
@@ -186,21 +193,27 @@ class SipEndpoint:
         try:
             if isinstance(dest, Flow):
                 self.transport.send(data, dest)
+                flow = dest
             elif isinstance(dest, Hop):
-                self.transport.send_to(data, dest.transport, dest.host, dest.port)
+                flow = self.transport.send_to(data, dest.transport, dest.host, dest.port)
             else:
                 raise TransportError(f"cannot send to {dest!r}")
         except (TransportError, OSError) as err:
             log.debug("send to %s failed: %s", dest, err)
             self.layer.transport_error(dest, self.now())
             return False
+        if self.tracer is not None:
+            self.tracer.sip_out(data, flow)
         return True
 
     def _send_stateless_response(self, resp: Response, flow: Flow) -> None:
         try:
-            self.transport.send_response(resp, flow)
+            sent = self.transport.send_response(resp, flow)
         except (TransportError, OSError) as err:
             log.debug("stateless %d to %s failed: %s", resp.status, flow, err)
+            return
+        if self.tracer is not None:
+            self.tracer.sip_out(resp.serialize(), sent)
 
     def _rearm(self) -> None:
         when = self.tu.get_timer()

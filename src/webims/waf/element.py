@@ -41,6 +41,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from webims.config import Settings
+from webims.observe.trace import TraceRecorder
 from webims.waf.identity import CurrentUser, ImsIdentity, ResolveIdentity
 from webims.waf.keys import KeyRing
 from webims.waf.server import SCOPES, OAuthServer, PublicClient, ResourceServer, WafRequest
@@ -166,6 +167,8 @@ class Waf:
             refresh_token_ttl=config.refresh_token_ttl,
         )
         self._metadata = self._make_metadata()
+        #: The web element's message trace (``webims trace``); None: not recorded.
+        self.tracer: TraceRecorder | None = None
 
     # -- what the WWSF calls --------------------------------------------------------
 
@@ -215,6 +218,8 @@ class Waf:
             result = self.server.create_authorization_response(
                 oauth, grant_user=oauth.grantee(web_user), grant=grant
             )
+        if self.tracer is not None:
+            self.tracer.http(request, result[0], web_user, identity.impus)
         return _response(result)
 
     def _authorize_error(self, oauth: WafRequest, error: OAuth2Error) -> Response:
@@ -232,6 +237,9 @@ class Waf:
         await self._resolve_grant_identity(oauth)
         with self.store.transaction():
             result = self.server.create_token_response(oauth)
+        if self.tracer is not None:
+            user, identity = next(iter(oauth.identities.items()), (None, None))
+            self.tracer.http(request, result[0], user, identity.impus if identity else ())
         return _response(result)
 
     async def _resolve_grant_identity(self, oauth: WafRequest) -> None:
@@ -251,7 +259,10 @@ class Waf:
 
     async def introspect(self, request: Request) -> Response:
         oauth = _oauth_request(request, await _form(request))
-        return _response(self.server.create_endpoint_response("introspection", oauth))
+        result = self.server.create_endpoint_response("introspection", oauth)
+        if self.tracer is not None:
+            self.tracer.http(request, result[0])
+        return _response(result)
 
     async def revoke(self, request: Request) -> Response:
         oauth = _oauth_request(request, await _form(request))

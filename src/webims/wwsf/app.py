@@ -10,6 +10,8 @@ Routes::
     POST /guest               csrf_token, next: a pool identity (TS 33.203 X.4) -> 303
     POST /logout              csrf_token (form or X-CSRF-Token) -> tokens revoked, 303 /login
     GET  /api/config          JSON: what the WIC needs (URLs, client id, scope, csrf_token)
+    GET  /trace               the last registration of the user's IMPUs as a ladder
+                              (logged-in users, not in production; webims.observe.web)
     GET  /favicon.ico         204 (no icon)
     …                         the WAF's routes (/authorize, /token, /introspect, /revoke,
                               /.well-known/oauth-authorization-server, /jwks.json)
@@ -52,6 +54,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ..config import Settings
+from ..observe.trace import TraceRecorder
+from ..observe.web import trace_endpoint
 from ..waf.identity import CurrentUser, ImsIdentity, ResolveIdentity
 from .accounts import AccountStore
 from .db import WwsfDatabase
@@ -149,6 +153,8 @@ class Wwsf:
     guest_limiter: LoginLimiter
     templates: Jinja2Templates
     waf: WafLike | None = None
+    #: The web element's message trace (``webims trace``); None: not recorded.
+    tracer: TraceRecorder | None = None
 
     # -- what the WAF is lent ---------------------------------------------------------
 
@@ -322,6 +328,8 @@ class Wwsf:
             )
         stored = self.accounts.password_hash(username) if username else None
         check = await asyncio.to_thread(self.accounts.check_password, stored, password)
+        if self.tracer is not None:
+            self.tracer.http(request, 303 if check.ok else 401, username)
         if not check.ok:
             self.limiter.record(keys)
             log.info("failed login for %r from %s", username, _client_address(request))
@@ -501,6 +509,7 @@ def create_web_app(
         Route("/guest", wwsf.guest, methods=["POST"]),
         Route("/logout", wwsf.logout, methods=["POST"]),
         Route("/api/config", wwsf.config, methods=["GET", "HEAD"]),
+        Route("/trace", trace_endpoint(wwsf), methods=["GET", "HEAD"]),
         # Browsers ask for it on every page; no icon, and no 404 in their console.
         Route("/favicon.ico", lambda _: Response(status_code=204), methods=["GET", "HEAD"]),
         Mount("/wwsf/static", StaticFiles(directory=_OWN_STATIC), name="wwsf-static"),

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from ..config import Settings
 from ..devca import ensure_dev_ca, server_ssl_context
 from ..hss import open_store
+from ..observe.trace import TraceRecorder, open_recorder
 from ..transport.http import HttpServer
 from ..waf.element import Waf
 from ..waf.identity import CurrentUser, ResolveIdentity
@@ -66,6 +67,7 @@ class WebElement:
         self.server: HttpServer | None = None
         self.waf: WafLike | None = None
         self._task: asyncio.Task[None] | None = None
+        self.tracer: TraceRecorder | None = None
 
     async def start(self) -> None:
         settings, web = self.settings, self.settings.web
@@ -86,6 +88,10 @@ class WebElement:
                 token_ttl=token_ttl(settings),
             )
             self.waf = app.state.wwsf.waf
+            self.tracer = open_recorder(settings, "WWSF/WAF")
+            app.state.wwsf.tracer = self.tracer
+            if isinstance(self.waf, Waf):
+                self.waf.tracer = self.tracer
             self.server = HttpServer(app, web.host, web.port, server_ssl_context(cert, key))
             self._task = await self.server.start_serving()
         except BaseException:
@@ -135,3 +141,6 @@ class WebElement:
         if self.db is not None:
             self.db.close()
             self.db = None
+        if self.tracer is not None:
+            self.tracer.close()
+            self.tracer = None

@@ -1,0 +1,135 @@
+"""The ladder of Figure A.3.2-1 found in what the elements recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from webims.observe.ladder import COLUMNS, find_flows, load_flows, render_plain, render_rich
+from webims.observe.record import read_trace
+
+from .flows import P_SIP, WIC_WSS, Deployment
+
+#: (step, from, to, label start) of a successful registration, in order.
+FIGURE_A_3_2_1 = [
+    (1, "WIC", "WWSF/WAF", "POST /login"),
+    (None, "WWSF/WAF", "WIC", "303 (logged in for user1)"),
+    (1, "WIC", "WWSF/WAF", "GET /authorize"),
+    (None, "WWSF/WAF", "WIC", "302 (authorisation code for user1)"),
+    (1, "WIC", "WWSF/WAF", "POST /token"),
+    (None, "WWSF/WAF", "WIC", "200 (access token for user1)"),
+    (2, "WIC", "eP-CSCF", "WSS connection"),
+    (3, "WIC", "eP-CSCF", "REGISTER sip:home1.net (Bearer)"),
+    (4, "eP-CSCF", "eP-CSCF", "token valid: IMPI user1_private@home1.net"),
+    (5, "eP-CSCF", "I-CSCF", "REGISTER sip:home1.net (auth-done)"),
+    (5, "I-CSCF", "HSS", "UAR REGISTRATION"),
+    (5, "HSS", "I-CSCF", "UAA 2001 DIAMETER_FIRST_REGISTRATION"),
+    (5, "I-CSCF", "S-CSCF", "REGISTER sip:home1.net (auth-done)"),
+    (6, "S-CSCF", "HSS", "SAR"),
+    (6, "HSS", "S-CSCF", "SAA 2001"),
+    (7, "S-CSCF", "I-CSCF", "200 OK"),
+    (7, "I-CSCF", "eP-CSCF", "200 OK"),
+    (8, "eP-CSCF", "WIC", "200 OK"),
+]
+
+
+def recorded(tmp_path: Path, *users: str) -> Deployment:
+    dep = Deployment(tmp_path)
+    for n, user in enumerate(users, start=1):
+        dep.register(n, user)
+    dep.close()
+    return dep
+
+
+def shape(flow: object) -> list[tuple[int | None, str, str, str]]:
+    steps = flow.steps  # type: ignore[attr-defined]
+    return [(s.number, s.src, s.dst, s.label) for s in steps]
+
+
+def test_steps_1_to_8_of_figure_a_3_2_1_in_order(tmp_path: Path) -> None:
+    recorded(tmp_path, "user1")
+    [flow] = load_flows(tmp_path)
+    got = shape(flow)
+    assert len(got) == len(FIGURE_A_3_2_1), got
+    for (n, src, dst, label), want in zip(got, FIGURE_A_3_2_1, strict=True):
+        assert (n, src, dst) == want[:3]
+        assert label.startswith(want[3]), (label, want)
+    assert flow.outcome == "200 OK"
+    assert flow.impu == "sip:user1_public1@home1.net"
+    numbers = [s.number for s in flow.steps if s.number is not None]
+    assert numbers == sorted(numbers)
+
+
+def test_each_message_is_drawn_once_though_both_ends_recorded_it(tmp_path: Path) -> None:
+    recorded(tmp_path, "user1")
+    records = read_trace(tmp_path)
+    # The forwarded REGISTER: the eP-CSCF's "out" and the I-CSCF's "in".
+    forwarded = [r for r in records if r.src == P_SIP and r.payload.startswith(b"REGISTER")]
+    assert {(r.element, r.direction) for r in forwarded} == {("eP-CSCF", "out"), ("I-CSCF", "in")}
+    [flow] = find_flows(records)
+    assert sum(1 for s in flow.steps if s.number == 5 and s.label.startswith("REGISTER")) == 2
+
+
+def test_the_wic_column_is_every_address_no_element_recorded_as_its_own(tmp_path: Path) -> None:
+    recorded(tmp_path, "user1")
+    records = read_trace(tmp_path)
+    assert all(r.local != WIC_WSS for r in records)
+    [flow] = find_flows(records)
+    assert flow.title.startswith("REGISTER sip:user1_public1@home1.net")
+    assert f"from {WIC_WSS[0]}:{WIC_WSS[1]} over wss" in flow.title
+    assert {s.src for s in flow.steps} | {s.dst for s in flow.steps} == set(COLUMNS)
+
+
+def test_last_flows_are_the_latest_registers_and_other_users_stay_out(tmp_path: Path) -> None:
+    recorded(tmp_path, "user2", "user1")
+    flows = load_flows(tmp_path, last=2)
+    assert [f.impu for f in flows] == [
+        "sip:user2_public1@home1.net",
+        "sip:user1_public1@home1.net",
+    ]
+    for flow, user in zip(flows, ("user2", "user1"), strict=True):
+        labels = " ".join(s.label for s in flow.steps)
+        other = "user1" if user == "user2" else "user2"
+        assert f"{user}_private" in labels and other not in labels
+        # Only this user's Cx exchanges, one UAR/UAA and one SAR/SAA.
+        assert sorted(
+            s.label.split()[0] for s in flow.steps if s.src == "HSS" or s.dst == "HSS"
+        ) == [
+            "SAA",
+            "SAR",
+            "UAA",
+            "UAR",
+        ]
+    only = load_flows(tmp_path, last=5, impus=["sip:user2_public1@home1.net"])
+    assert [f.impu for f in only] == ["sip:user2_public1@home1.net"]
+
+
+def test_a_refused_register_ends_with_its_answer(tmp_path: Path) -> None:
+    dep = Deployment(tmp_path)
+    dep.register(1, "user1", outcome=403)
+    dep.close()
+    [flow] = load_flows(tmp_path)
+    assert flow.outcome == "403 Forbidden"
+    assert (8, "eP-CSCF", "WIC", "403 Forbidden") in shape(flow)
+
+
+def test_nothing_recorded_is_no_flow(tmp_path: Path) -> None:
+    assert load_flows(tmp_path / "none") == []
+
+
+def test_plain_and_rich_renderings_show_the_steps(tmp_path: Path) -> None:
+    recorded(tmp_path, "user1")
+    [flow] = load_flows(tmp_path)
+    text = render_plain(flow)
+    lines = text.splitlines()
+    header = next(line for line in lines if "WIC" in line and "HSS" in line)
+    for name in COLUMNS:
+        assert name in header
+    assert header.index("WIC") < header.index("WWSF/WAF") < header.index("eP-CSCF")
+    assert header.index("I-CSCF") < header.index("S-CSCF") < header.index("HSS")
+    numbered = [int(line[:3]) for line in lines if line[:3].strip().isdigit()]
+    assert numbered == [1, 1, 1, 2, 3, 4, 5, 5, 5, 5, 6, 6, 7, 7, 8]
+    arrow = next(line for line in lines if line.rstrip().endswith("-->|") and "|--" in line)
+    assert "\x1b" not in text and arrow
+    rich = render_rich(flow)
+    assert rich.plain.replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(" ", "")
+    assert any("magenta" in str(span.style) for span in rich.spans)
