@@ -62,20 +62,28 @@ def _settings(config: Path | None, data_dir: Path | None) -> Settings:
         _fail(f"configuration error: {err}", 2)
 
 
-def _core_ladder() -> list[str]:
-    """The deployment's own ladder (``webims.observe.trace``), when it records one."""
+async def _core_ladder(settings: Settings, impu: str, registers: int) -> list[str]:
+    """The deployment's ladder of our last ``registers`` REGISTER flows across
+    the elements (steps numbered as in TS 24.371 Figure A.3.2-1), read from
+    its message trace (``webims.observe``) once the elements wrote it out;
+    nothing when this deployment records no trace here."""
     try:
+        ladder: Any = importlib.import_module("webims.observe.ladder")
         trace: Any = importlib.import_module("webims.observe.trace")
     except ImportError:
         return []
-    render = getattr(trace, "last_ladder", None) or getattr(trace, "render_last", None)
-    if render is None:
+    config = getattr(settings, "trace", None)
+    if config is None or not config.enabled:
         return []
+    directory = trace.trace_dir(settings)
+    if not directory.is_dir():
+        return []
+    await asyncio.sleep(2 * config.flush_interval + 0.1)
     try:
-        out = render()
+        flows = ladder.load_flows(directory, last=registers, impus=[impu])
+        return [line for flow in flows for line in ladder.render_plain(flow).splitlines()]
     except Exception:  # the trace is an extra: the outcome stands without it
         return []
-    return out.splitlines() if isinstance(out, str) else [str(line) for line in out]
 
 
 def _print_outcome(outcome: RegisterOutcome, impu: str) -> None:
@@ -104,7 +112,8 @@ async def _register(
     hold: float,
     deregister: bool,
     wire: WireLog,
-) -> RegisterOutcome:
+) -> tuple[RegisterOutcome, list[str]]:
+    """Log in, register (hold, deregister); the outcome and the core's ladder."""
     base_url = settings.web.public_url
     login = await web_login(base_url, user, password, ca)
 
@@ -127,9 +136,10 @@ async def _register(
             await asyncio.sleep(hold)
         if outcome.ok and deregister:
             await wic.deregister()
-        return outcome
     finally:
         await wic.close()
+    sent = sum(1 for direction, _, _ in wire.entries if direction == "out")
+    return outcome, await _core_ladder(settings, login.impus[0], sent)
 
 
 def register(
@@ -159,7 +169,7 @@ def register(
     wire = WireLog()
     install_event_loop_policy()
     try:
-        outcome = asyncio.run(
+        outcome, core = asyncio.run(
             _register(
                 settings,
                 user,
@@ -182,7 +192,6 @@ def register(
     typer.echo("")
     for line in wire.ladder():
         typer.echo(line)
-    core = _core_ladder()
     if core:
         typer.echo("")
         for line in core:
