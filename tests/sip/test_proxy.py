@@ -424,6 +424,28 @@ def test_loop_is_detected_and_a_spiral_is_not() -> None:
     assert calls == [f"sip:a@{PROXY}", f"sip:b@{PROXY}"]
 
 
+def test_a_spiral_with_the_same_request_uri_through_another_route_is_not_a_loop() -> None:
+    """The S-CSCF's originating then terminating pass (via the I-CSCF): the same
+    Request-URI, told apart by the Route the proxy consumed."""
+    net = ProxyNet()
+    calls: list[str] = []
+
+    def on_request(ctx: ProxyContext, now: float) -> None:
+        calls.append(str(ctx.route_used))
+        if len(calls) == 1:
+            ctx.forward(
+                [Target(ctx.request.uri, headers=[("Route", f"<sip:{PROXY};lr>")])], now=now
+            )
+        else:
+            ctx.forward([Target(ctx.request.uri, dest="uas1")], now=now)
+
+    net.app.on_request = on_request  # type: ignore[method-assign]
+    net.send(request("MESSAGE", "sip:bob@home1.net", route=[f"<sip:orig@{PROXY};lr>"]))
+    (ev,) = net.requests_at("uas1")
+    assert len(ev.request.vias) == 3
+    assert calls == [f"sip:orig@{PROXY};lr", f"sip:{PROXY};lr"]
+
+
 def test_route_processing_removes_our_route_and_follows_the_next() -> None:
     net = ProxyNet()
     req = request("MESSAGE", "sip:bob@home1.net", route=[f"<sip:{PROXY};lr>", "<sip:uas2;lr>"])

@@ -17,10 +17,13 @@ opaque values handed to the transaction layer.
 
 Choices made here, where RFC 3261 leaves room:
 
-* The loop-detection part of the branch hashes the Request-URI, Call-ID, From
-  tag, To tag, CSeq number, Proxy-Require and Proxy-Authorization, but not the
-  top Via: with the Via included a request coming back through another proxy
-  hashes differently and a loop is never seen (RFC 5393 §4 discusses this).
+* The loop-detection part of the branch hashes the Route this proxy consumed,
+  the Request-URI, Call-ID, From tag, To tag, CSeq number, Proxy-Require and
+  Proxy-Authorization, but not the top Via: with the Via included a request
+  coming back through another proxy hashes differently and a loop is never
+  seen (RFC 5393 §4 discusses this).  The Route tells the S-CSCF's
+  originating and terminating passes of one request apart (an IMS spiral
+  with an unchanged Request-URI).
 * A CANCEL that matches no INVITE server transaction is answered 481 rather
   than forwarded statelessly.
 * 100 Trying is sent at once for every INVITE (§16.2 allows any time < 200 ms).
@@ -306,13 +309,17 @@ class ProxyContext:
         return self._pending_targets.pop(0) if self._pending_targets else None
 
 
-def _loop_hash(req: Request) -> str:
+def _loop_hash(req: Request, route: str) -> str:
     """The loop-detection part of our branch (see the module notes).
 
-    Only this process ever compares it (the branch also names the proxy
-    instance), so Python's own hash of the routing fields will do.
+    ``route`` is the Route naming this element that §16.4 consumed (or ""):
+    an IMS spiral through the S-CSCF (originating, then terminating) keeps
+    the Request-URI and differs only there.  Only this process ever compares
+    the hash (the branch also names the proxy instance), so Python's own hash
+    of the routing fields will do.
     """
     key = (
+        route,
         req.uri_text,
         req.call_id,
         req.from_tag,
@@ -461,14 +468,16 @@ class ProxyCore:
         ):
             # This proxy forwarded the request before: a loop if the parts of
             # the request that routing depends on are unchanged, else a spiral.
-            mine = self._loop_marker(req)
+            routes = req.routes
+            consumed = str(routes[0].uri) if routes and self.locator.is_local(routes[0].uri) else ""
+            mine = self._loop_marker(req, consumed)
             for via in req.vias:
                 branch = via.branch or ""
                 if branch.endswith(mine) and branch.startswith(MAGIC_COOKIE + self._instance):
                     raise LoopDetected("request looped back to this proxy")
 
-    def _loop_marker(self, req: Request) -> str:
-        return "." + _loop_hash(req)
+    def _loop_marker(self, req: Request, route: str) -> str:
+        return "." + _loop_hash(req, route)
 
     def _preprocess_routes(self, req: Request, ctx: ProxyContext | None = None) -> None:
         """§16.4: undo a strict router's rewrite, drop our own top Route."""
@@ -546,7 +555,9 @@ class ProxyCore:
         if dest is None:
             dest = self.locator.next_hop(next_uri)
         transport, sent_by = self.locator.local_via(dest)
-        branch = f"{MAGIC_COOKIE}{self._instance}{next(self._branch_ids):x}{self._loop_marker(src)}"
+        used = str(ctx.route_used) if ctx.route_used is not None else ""
+        loop = self._loop_marker(src, used)
+        branch = f"{MAGIC_COOKIE}{self._instance}{next(self._branch_ids):x}{loop}"
         rport = ";rport" if transport == "UDP" else ""
         req.headers.add_first("Via", f"SIP/2.0/{transport} {sent_by};branch={branch}{rport}")
         return req, dest
