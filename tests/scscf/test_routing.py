@@ -33,6 +33,9 @@ async def test_terminating_forks_to_every_contact_along_its_path(deployment: Dep
         "sip:wic1@192.0.2.1:5001;transport=ws": [path_to(dep, "flow1")],
         "sip:wic2@192.0.2.2:5002;transport=ws": [path_to(dep, "flow2")],
     }
+    for m in (first, second):
+        assert m.headers.get_all("P-Called-Party-ID") == [f"<{USER1_IMPU}>"]
+        assert m.record_routes == []  # MESSAGE creates no dialog
     dep.trusted.reply(first, 200)
     dep.trusted.reply(second, 200)
     assert (await dep.trusted.response()).status == 200
@@ -114,3 +117,16 @@ async def test_options_to_the_scscf_itself(deployment: Deployment) -> None:
     resp = await dep.untrusted.response()
     assert resp.status == 200
     assert "REGISTER" in (resp.headers.get("Allow") or "")
+
+
+async def test_terminating_invite_is_record_routed(deployment: Deployment) -> None:
+    dep = deployment
+    register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, path_value=path_to(dep, "f1"))
+    assert (await dep.trusted.response()).status == 200
+    request(dep.trusted, "INVITE", USER1_IMPU, route=dep.route)
+    invite = await dep.trusted.request("INVITE")
+    [rr] = invite.record_routes
+    assert rr.sip_uri.host == "scscf.home1.net" and rr.sip_uri.port == dep.port
+    assert rr.sip_uri.user is None and rr.sip_uri.lr
+    dep.trusted.reply(invite, 486, "Busy Here")
+    assert (await dep.trusted.response()).status == 486

@@ -170,6 +170,8 @@ class _Register:
     """What a REGISTER asks, as read before any Cx request."""
 
     ctx: ProxyContext
+    #: The To IMPU as the HSS is asked about it, and as the store looks it up
+    #: (the same text: scheme, user, host; see :func:`impu_key`).
     impu: str
     impu_key: str
     creds: DigestCredentials | None
@@ -239,10 +241,11 @@ class RegisterProcedure:
         if trusted_node and not (creds and creds.username):
             ctx.respond(403, "Forbidden (no private user identity)", now=now)
             return
+        impu = impu_key(to_uri)
         info = _Register(
             ctx=ctx,
-            impu=impu_key(to_uri),
-            impu_key=impu_key(to_uri),
+            impu=impu,
+            impu_key=impu,
             creds=creds,
             trusted_node=trusted_node,
             bindings=bindings,

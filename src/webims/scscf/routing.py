@@ -130,6 +130,10 @@ class Router:
             self._respond(ctx, 404)
             return
         now = self.cscf.now()
+        # 5.4.3.3: the IMPU the request was addressed to, before the retarget
+        # to the contacts (RFC 3455 P-Called-Party-ID).
+        called = ("P-Called-Party-ID", f"<{req.uri_text}>")
+        req.headers.remove("P-Called-Party-ID")
         targets: list[Target] = []
         branches: list[tuple[Target, Contact]] = []
         for contact in registration.live_contacts(now):
@@ -137,7 +141,7 @@ class Router:
                 uri = parse_uri(contact.uri)
             except SipError:
                 continue
-            target = Target(uri)
+            target = Target(uri, headers=[called])
             if contact.path:
                 target.headers_first.append(("Route", ", ".join(contact.path)))
             targets.append(target)
