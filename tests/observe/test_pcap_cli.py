@@ -35,12 +35,14 @@ def trace(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def tshark(pcap: Path, *fields: str) -> list[str]:
+def tshark(pcap: Path, *fields: str, decode_as: tuple[str, ...] = ()) -> list[str]:
+    """The ``fields`` of each packet, tab-separated (``decode_as``: ``tcp.port==N,sip``)."""
     exe = shutil.which("tshark")
     if exe is None:
         pytest.fail("tshark is not installed (.ci/run installs Debian's tshark)", pytrace=False)
+    options = [a for d in decode_as for a in ("-d", d)]
     out = subprocess.run(
-        [exe, "-r", str(pcap), "-T", "fields", *(a for f in fields for a in ("-e", f))],
+        [exe, "-r", str(pcap), *options, "-T", "fields", *(a for f in fields for a in ("-e", f))],
         capture_output=True,
         text=True,
         timeout=60,
