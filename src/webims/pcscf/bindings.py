@@ -16,6 +16,7 @@ arms one loop timer for.  Nothing here reads a clock or touches a socket.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections.abc import Iterable
@@ -28,6 +29,15 @@ from ..transport.flow import Flow
 __all__ = ["Bindings", "RegSubscription", "Registration", "impu_key"]
 
 
+@functools.lru_cache(maxsize=4096)
+def _text_key(text: str) -> str:
+    try:
+        uri = parse_uri(text.strip())
+    except ParseError:
+        return "?" + text
+    return impu_key(uri)
+
+
 def impu_key(uri: URI | str) -> str:
     """The form two public user identities are compared in.
 
@@ -37,11 +47,7 @@ def impu_key(uri: URI | str) -> str:
     compared as it is written, and so never matches a parsed identity by accident.
     """
     if isinstance(uri, str):
-        text = uri
-        try:
-            uri = parse_uri(text.strip())
-        except ParseError:
-            return "?" + text
+        return _text_key(uri)  # token claims and reginfo AORs: the same few texts
     if isinstance(uri, SipURI):
         port = f":{uri.port}" if uri.port is not None else ""
         user = f"{uri.user}@" if uri.user is not None else ""
@@ -148,8 +154,19 @@ class Bindings:
         return replaced
 
     def schedule(self, reg: Registration) -> None:
-        """(Re)arm the expiry of ``reg`` at ``reg.expires_at``."""
-        heapq.heappush(self._expiries, (reg.expires_at, next(self._seq), reg))
+        """(Re)arm the expiry of ``reg`` at ``reg.expires_at``.
+
+        Entries of replaced registrations stay in the heap until their time; when they
+        outnumber the live ones the heap is rebuilt, so that refreshes neither grow it
+        without bound nor keep replaced registrations alive for an hour.
+        """
+        heap = self._expiries
+        if len(heap) > 2 * len(self._by_flow) + 1024:
+            heap[:] = [(r.expires_at, next(self._seq), r) for r in self._by_flow.values()]
+            heapq.heapify(heap)
+            if self._by_flow.get(reg.flow) is reg:
+                return  # just put back with the others
+        heapq.heappush(heap, (reg.expires_at, next(self._seq), reg))
 
     def subscribe(self, reg: Registration, subscription: RegSubscription) -> None:
         reg.subscription = subscription

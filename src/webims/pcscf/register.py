@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from ..sip import grammar as g
 from ..sip.address import Address
 from ..sip.errors import ParseError
+from ..sip.headers import header_key
 from ..sip.message import Request, Response
 from ..sip.proxy import ProxyContext
 from ..transport.flow import Flow
@@ -58,6 +59,7 @@ _REPLACED = (
     "Path",
     "Route",
 )
+_REPLACED_KEYS = frozenset(header_key(name) for name in _REPLACED)
 
 
 @dataclass(slots=True)
@@ -228,7 +230,7 @@ def _forward(
         supported = req.supported
         contacts = req.contacts
         digest = _digest(app, req, impi, entity)
-        for name in _REPLACED:
+        for name in _REPLACED_KEYS.intersection(h.keys()):
             h.remove(name)
         token = app.transport.make_token(flow)
         h.add("Route", f"<{config.icscf_uri}>")

@@ -30,6 +30,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..sip.errors import ParseError
+from ..sip.headers import header_key
 from ..sip.proxy import ProxyContext, Target
 from ..sip.uri import SipURI
 from . import regevent
@@ -55,6 +56,8 @@ _UNTRUSTED = (
     "P-Visited-Network-ID",
     *CHARGING_HEADERS,
 )
+
+_UNTRUSTED_KEYS = frozenset(header_key(name) for name in _UNTRUSTED)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, SUBSCRIBE, NOTIFY, MESSAGE, UPDATE, PRACK, REFER"
 
@@ -105,7 +108,7 @@ def from_wic(app: EpCscf, ctx: ProxyContext, now: float) -> None:
         asserted = reg.default_impu
     h = req.headers
     _strip_bearer(ctx)
-    for name in _UNTRUSTED:
+    for name in _UNTRUSTED_KEYS.intersection(h.keys()):
         h.remove(name)
     h.add("P-Asserted-Identity", f"<{asserted}>")
     h.add("P-Charging-Vector", app.icid.vector())
