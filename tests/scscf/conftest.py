@@ -169,6 +169,7 @@ class SipPeer:
         self.responses: asyncio.Queue[Response] = asyncio.Queue()
         self.requests: asyncio.Queue[Request] = asyncio.Queue()
         self.answer_notify: int | None = 200
+        self.last_sent = b""
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
@@ -209,7 +210,9 @@ class SipPeer:
 
     def send(self, data: bytes | str) -> None:
         assert self._writer is not None
-        self._writer.write(data.encode() if isinstance(data, str) else data)
+        raw = data.encode() if isinstance(data, str) else data
+        self.last_sent = raw
+        self._writer.write(raw)
 
     def reply(self, req: Request, status: int, reason: str = "OK") -> None:
         lines = [f"SIP/2.0 {status} {reason}"]

@@ -4,6 +4,9 @@ OK of SPEC §2.4, the authorisation-entity checks, 423, re-registration (§9.1
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import pytest
 
 from webims.diameter.cxdefs import ServerAssignmentType
@@ -239,25 +242,54 @@ async def test_s9_1_reregistration_sar_re_registration(deployment: Deployment) -
     assert 890 <= int(contact.params.get("expires") or 0) <= 900
 
 
-async def test_reregistration_with_stale_cseq_fails(deployment: Deployment) -> None:
+async def test_s9_39_out_of_order_register_fails_and_changes_nothing(
+    deployment: Deployment,
+) -> None:
     dep = deployment
-    call_id = register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, cseq=5)
+    call_id = register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, cseq=5, expires=600)
     assert (await dep.trusted.response()).status == 200
-    register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, call_id=call_id, cseq=5)
-    assert (await dep.trusted.response()).status == 400
+    before = await dep.scscf.scscf.store.get(USER1_IMPU)
+    register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, call_id=call_id, cseq=4, expires=0)
+    assert (await dep.trusted.response()).status == 500
+    assert await dep.scscf.scscf.store.get(USER1_IMPU) is before
+    assert dep.spy.kinds() == [ServerAssignmentType.REGISTRATION]
 
 
-async def test_second_flow_is_a_second_contact(deployment: Deployment) -> None:
+async def udp_answer(udp: socket.socket, timeout: float = 5.0) -> bytes:
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                return udp.recv(65535)
+            except BlockingIOError:
+                await asyncio.sleep(0.02)
+
+
+async def test_s9_38_retransmitted_register_absorbed(deployment: Deployment) -> None:
+    """Over UDP the server transaction absorbs the retransmission (RFC 3261
+    §17.2.2); over TCP nothing is retransmitted, and a copy is a new request
+    that §10.3 step 7 refuses (CSeq not higher): either way, one SAR."""
     dep = deployment
-    register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, n=1)
-    assert (await dep.trusted.response()).status == 200
-    register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, n=2)
-    resp = await dep.trusted.response()
-    assert len(resp.contacts) == 2
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", dep.trusted.local_port))
+        udp.setblocking(False)
+        register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI)
+        await dep.trusted.response()  # (the TCP copy registered the user first)
+        text = dep.trusted.last_sent.replace(b"SIP/2.0/TCP", b"SIP/2.0/UDP")
+        text = text.replace(b"CSeq: 1 REGISTER", b"CSeq: 7 REGISTER")
+        answers = []
+        for _ in range(2):
+            udp.sendto(text, ("127.0.0.1", dep.port))
+            answers.append((await udp_answer(udp)).split(b" ", 2)[1])
+        assert answers == [b"200", b"200"]
     assert dep.spy.kinds() == [
         ServerAssignmentType.REGISTRATION,
         ServerAssignmentType.RE_REGISTRATION,
     ]
+    # The TCP copy again (another branch, or it would match the UDP transaction):
+    # a new request, and a stale one.
+    dep.trusted.send(dep.trusted.last_sent.replace(b"branch=z9hG4bK-t", b"branch=z9hG4bK-x"))
+    assert (await dep.trusted.response()).status == 500
+    assert len(dep.spy.sars) == 2
 
 
 @pytest.mark.parametrize("star", [False, True])
@@ -298,7 +330,7 @@ async def test_s9_7_deregistering_one_of_two_contacts_keeps_the_set(
     assert await dep.scscf.scscf.store.get(USER1_IMPU) is not None
 
 
-async def test_hss_unreachable_500_retry_after(deployment: Deployment) -> None:
+async def test_s9_37_hss_unreachable_500_retry_after_no_state(deployment: Deployment) -> None:
     dep = deployment
     await dep.hss.close()
     register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI)

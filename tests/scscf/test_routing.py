@@ -47,7 +47,7 @@ async def test_terminating_not_registered_480(deployment: Deployment) -> None:
     assert (await dep.trusted.response()).status == 480
 
 
-async def test_terminating_430_removes_the_contact(deployment: Deployment) -> None:
+async def test_s9_20_s9_35_terminating_430_removes_the_contact(deployment: Deployment) -> None:
     dep = deployment
     register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, path_value=path_to(dep, "dead"))
     assert (await dep.trusted.response()).status == 200

@@ -33,7 +33,8 @@ Choices where the specifications leave room:
 * A failed Digest response is answered 403 (and SAR AUTHENTICATION_FAILURE
   when the user was not registered), not a new challenge.
 * A REGISTER whose Call-ID matches a binding's and whose CSeq is not higher
-  is answered 400 (RFC 3261 §10.3 step 7: "the request fails").
+  is answered 500 (RFC 3261 §10.3 step 7: "the request fails"; SPEC §9.10 39)
+  and changes nothing.
 """
 
 from __future__ import annotations
@@ -306,7 +307,7 @@ class RegisterProcedure:
                 initial=existing is None,
             )
         except StaleCSeq:
-            self._respond(info, 400, "CSeq Out Of Order")
+            self._respond(info, 500, "CSeq Out Of Order")
             return
         cx = self.cscf.cx
         if cx is None:
@@ -412,20 +413,28 @@ class RegisterProcedure:
             self._respond(info, 200)
             return
         now = self.cscf.now()
-        if info.star:
-            remaining: list[Contact] = []
-            removed = [(c, "unregistered") for c in existing.contacts]
-        else:
-            remaining, removed = merge_contacts(
-                existing.contacts,
-                info.bindings,
-                call_id="",
-                cseq=0,
-                path=info.path,
-                now=now,
-                max_expires=self.settings.max_expires,
-                initial=False,
-            )
+        req = info.ctx.request
+        call_id, cseq = req.call_id, req.cseq.seq
+        try:
+            if info.star:
+                if any(c.call_id == call_id and cseq <= c.cseq for c in existing.contacts):
+                    raise StaleCSeq("*")
+                remaining: list[Contact] = []
+                removed = [(c, "unregistered") for c in existing.contacts]
+            else:
+                remaining, removed = merge_contacts(
+                    existing.contacts,
+                    info.bindings,
+                    call_id=call_id,
+                    cseq=cseq,
+                    path=info.path,
+                    now=now,
+                    max_expires=self.settings.max_expires,
+                    initial=False,
+                )
+        except StaleCSeq:
+            self._respond(info, 500, "CSeq Out Of Order")
+            return
         if remaining:
             changed = existing.with_contacts(remaining)
             await self.lifecycle.commit(changed)
