@@ -62,6 +62,8 @@ class FakeCore:
     associated: list[str] | None = None
     #: Send a full-state NOTIFY after answering a SUBSCRIBE.
     notify: bool = True
+    #: Expires granted to a SUBSCRIBE.
+    sub_expires: int = 3600
     received: list[Request] = field(default_factory=list)
     responses: list[Response] = field(default_factory=list)
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
@@ -115,8 +117,12 @@ class FakeCore:
         if req.method == "REGISTER":
             return [self._register(req)]
         if req.method == "SUBSCRIBE":
-            tag = new_tag()
-            ok = make_response(req, 200, to_tag=tag, extra=[("Expires", "3600")])
+            tag = req.to_tag or new_tag()
+            extra = [
+                ("Expires", str(self.sub_expires)),
+                ("Contact", f"<sip:127.0.0.1:{self.port};transport=tcp>"),
+            ]
+            ok = make_response(req, 200, to_tag=tag, extra=extra)
             out = [ok.serialize()]
             if self.notify:
                 out.append(self.notify_for(req, tag, "active", "active", "registered"))

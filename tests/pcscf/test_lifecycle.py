@@ -4,6 +4,8 @@ bound connection), failures from the core, the reg event ending a binding, expir
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.waf.conftest import WafSite
 from webims.sip import Response
 
@@ -112,3 +114,24 @@ async def test_s9_3_10_a_registration_expires_at_its_own_timer(
         assert len(pcscf.app.bindings) == 1
         await wait_until(lambda: len(pcscf.app.bindings) == 0, timeout=4)
         assert (await wic.send(wic.request_message("MESSAGE"))).status == 403
+
+
+async def test_s9_5_the_reg_event_subscription_is_refreshed_in_its_dialog(
+    site: WafSite, start_pcscf: StartPcscf
+) -> None:
+    pcscf = await start_pcscf(site, core={"sub_expires": 2})
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+        await wait_until(lambda: len(pcscf.core.of("SUBSCRIBE")) == 2, timeout=4)
+        first, again = pcscf.core.of("SUBSCRIBE")
+        assert again.call_id == first.call_id and again.from_tag == first.from_tag
+        assert again.to_tag and again.cseq.seq == 2
+        # In the dialog: to the notifier's Contact, no Route (the 200 had no Record-Route).
+        assert again.uri_text == f"sip:127.0.0.1:{pcscf.core.port};transport=tcp"
+        assert "Route" not in again.headers
+        # Deregistered: no more refreshes.
+        assert (await wic.register(token, expires=0)).status == 200
+        count = len(pcscf.core.of("SUBSCRIBE"))
+    await asyncio.sleep(1.5)
+    assert len(pcscf.core.of("SUBSCRIBE")) == count

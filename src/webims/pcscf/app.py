@@ -26,8 +26,8 @@ from ..ims.charging import IcidGenerator
 from ..sip.message import Response
 from ..sip.proxy import ProxyContext
 from ..transport.flow import Flow
-from . import register, routing
-from .bindings import Bindings, Registration
+from . import regevent, register, routing
+from .bindings import Bindings, Registration, RegSubscription
 from .routing import CHARGING_HEADERS
 from .token import TokenValidator
 
@@ -77,6 +77,8 @@ class EpCscf:
         self.uri_tail = f"@{config.host}:{config.port};transport=tcp;lr"
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        #: Refresh timers of the reg event subscriptions, by Call-ID.
+        self._refreshes: dict[str, asyncio.TimerHandle] = {}
 
     @property
     def core(self) -> ProxyCore:
@@ -120,7 +122,38 @@ class EpCscf:
 
     def drop(self, reg: Registration, why: str) -> None:
         if self.bindings.remove(reg):
+            self.forget(reg)
             log.info("eP-CSCF: %s unbound from %s (%s)", reg.impi, reg.flow, why)
+
+    def forget(self, reg: Registration) -> None:
+        """A registration left the table: its subscription is not refreshed any more."""
+        if reg.subscription is not None:
+            self.cancel_refresh(reg.subscription)
+
+    # -- reg event subscription refreshes ------------------------------------------------------
+    def schedule_refresh(self, sub: RegSubscription, when: float) -> None:
+        self.cancel_refresh(sub)
+
+        def fire() -> None:
+            self._refreshes.pop(sub.call_id, None)
+            regevent.refresh(self, sub, self.cscf.now())
+            self.cscf.flush()
+
+        self._refreshes[sub.call_id] = asyncio.get_running_loop().call_at(when, fire)
+
+    async def close(self) -> None:
+        """Stop the timers (the element is closing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for timer in self._refreshes.values():
+            timer.cancel()
+        self._refreshes.clear()
+
+    def cancel_refresh(self, sub: RegSubscription) -> None:
+        timer = self._refreshes.pop(sub.call_id, None)
+        if timer is not None:
+            timer.cancel()
 
     # -- connection loss (SPEC §1.4 E, §9.6) ---------------------------------------------------
     def flow_closed(self, flow: Flow) -> None:
@@ -143,6 +176,7 @@ class EpCscf:
         self._timer = None
         self._timer_at = None
         for reg in self.bindings.expire(self.cscf.now()):
+            self.forget(reg)
             log.info("eP-CSCF: registration of %s on %s expired", reg.impi, reg.flow)
         when = self.bindings.next_expiry()
         if when is not None:

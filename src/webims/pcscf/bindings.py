@@ -66,6 +66,13 @@ class RegSubscription:
     #: The notifier's tag, known from the 200 (or from the first NOTIFY).
     to_tag: str | None = None
     active: bool = False
+    #: The dialog (RFC 3261 §12.1.2): CSeq of our last request, the notifier's
+    #: Contact, the route set (the 200's Record-Route, reversed).
+    cseq: int = 1
+    remote_target: str | None = None
+    route_set: tuple[str, ...] = ()
+    #: Loop time the subscription lapses at unless refreshed (None: not granted yet).
+    expires_at: float | None = None
 
 
 @dataclass(slots=True, eq=False)

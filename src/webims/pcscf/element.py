@@ -86,5 +86,5 @@ def make(settings: Settings, *, validator: TokenValidator | None = None) -> Cscf
     cscf = Cscf("pcscf", settings, make_app)
     assert isinstance(cscf.app, EpCscf)
     cscf.endpoint.flow_closed_hooks.append(cscf.app.flow_closed)
-    cscf.close_hooks.append(checker.aclose)
+    cscf.close_hooks += [cscf.app.close, checker.aclose]
     return cscf
