@@ -292,6 +292,20 @@ async def test_s9_38_retransmitted_register_absorbed(deployment: Deployment) -> 
     assert len(dep.spy.sars) == 2
 
 
+async def test_too_many_flows_403(deployment: Deployment) -> None:
+    dep = deployment
+    dep.scscf.scscf.registrar.max_contacts = 2
+    for n in (1, 2):
+        register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, n=n)
+        assert (await dep.trusted.response()).status == 200
+    register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, n=3)
+    assert (await dep.trusted.response()).status == 403
+    registration = await dep.scscf.scscf.store.get(USER1_IMPU)
+    assert registration is not None and len(registration.contacts) == 2
+    register(dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, n=2, cseq=2)  # a refresh is fine
+    assert (await dep.trusted.response()).status == 200
+
+
 @pytest.mark.parametrize("star", [False, True])
 async def test_s9_7_user_deregistration(deployment: Deployment, star: bool) -> None:
     dep = deployment

@@ -68,6 +68,9 @@ __all__ = ["Binding", "RegisterProcedure", "StaleCSeq", "merge_contacts"]
 log = logging.getLogger(__name__)
 
 AUTH_DONE = "auth-done"
+#: Contacts (flows) one registration may hold at once; one more is refused
+#: with 403 (TS 24.229 5.4.1.2.2: the operator's maximum of registration flows).
+MAX_CONTACTS = 10
 #: Seconds a REGISTER refused for an unreachable HSS is told to wait.
 RETRY_AFTER = 30
 
@@ -203,6 +206,7 @@ class RegisterProcedure:
         service_route: str,
         icid: IcidGenerator,
         nonces: DigestNonces | None = None,
+        max_contacts: int = MAX_CONTACTS,
     ) -> None:
         self.cscf = cscf
         self.lifecycle = lifecycle
@@ -214,6 +218,7 @@ class RegisterProcedure:
         self.domain = cscf.topology.domain
         self.icid = icid
         self.nonces = nonces or DigestNonces()
+        self.max_contacts = max_contacts
         self.barred_entities = frozenset(settings.barred_auth_entities)
 
     # -- before any Cx request --------------------------------------------------------
@@ -308,6 +313,9 @@ class RegisterProcedure:
             )
         except StaleCSeq:
             self._respond(info, 500, "CSeq Out Of Order")
+            return
+        if len(contacts) > self.max_contacts:
+            self._respond(info, 403, "Forbidden (too many registration flows)")
             return
         cx = self.cscf.cx
         if cx is None:
