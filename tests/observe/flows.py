@@ -122,20 +122,26 @@ class Deployment:
         self.web.http(FakeHttpRequest("POST", "/token"), 200, user, [impu])
         self.clock.tick(20)
 
-    def register(self, n: int, user: str = "user1", *, outcome: int = 200) -> str:
-        """Steps 1-8 for ``user``; the Call-ID."""
+    def register(self, n: int, user: str = "user1", *, outcome: int = 200, web: bool = True) -> str:
+        """Steps 1-8 for ``user``; the Call-ID.  Without ``web``: a SIP phone's
+        first REGISTER over UDP, no token, challenged after a MAR."""
         impu = f"sip:{user}_public1@home1.net"
         impi = f"{user}_private@home1.net"
         call_id = f"reg{n}-{user}@wic.invalid"
-        self.oauth(user, impu)
-        wic_reg = register(call_id, impu, f"Authorization: Bearer {TOKEN}\r\n", "WSS wic.invalid")
-        self.sip(wic_reg, None, self.p, WIC_WSS, P_WSS, transport="wss")
+        if web:
+            self.oauth(user, impu)
+            wic_reg = register(call_id, impu, f"Authorization: Bearer {TOKEN}\r\n", "WSS w.invalid")
+            self.sip(wic_reg, None, self.p, WIC_WSS, P_WSS, transport="wss")
+            digest = (
+                f'Authorization: Digest username="{impi}", realm="home1.net", '
+                'uri="sip:home1.net", nonce="", response="", integrity-protected="auth-done", '
+                'authorization-entity="webrtc_authserver1@thirdparty.net"\r\n'
+            )
+        else:
+            ue_reg = register(call_id, impu, "", "UDP 127.0.0.1:5999")
+            self.sip(ue_reg, None, self.p, (IP, 5999), P_SIP, transport="udp")
+            digest = ""
         self.clock.tick(3)
-        digest = (
-            f'Authorization: Digest username="{impi}", realm="home1.net", '
-            'uri="sip:home1.net", nonce="", response="", integrity-protected="auth-done", '
-            'authorization-entity="webrtc_authserver1@thirdparty.net"\r\n'
-        )
         p_reg = register(call_id, impu, digest, "TCP 127.0.0.1:5060", via_wic=True)
         self.sip(p_reg, self.p, self.i, P_SIP, I_SIP)
         uar, uaa = cx_pair(CxCommand.USER_AUTHORIZATION, "icscf.home1.net", impi, impu)
@@ -143,13 +149,18 @@ class Deployment:
         self.diameter(uaa, self.hss, self.i, HSS, I_DIA)
         i_reg = register(call_id, impu, digest, "TCP 127.0.0.1:5070", via_wic=True, via_p=True)
         self.sip(i_reg, self.i, self.s, I_SIP, S_SIP)
-        sar, saa = cx_pair(CxCommand.SERVER_ASSIGNMENT, "scscf.home1.net", impi, impu)
+        command = CxCommand.SERVER_ASSIGNMENT if web else CxCommand.MULTIMEDIA_AUTH
+        sar, saa = cx_pair(command, "scscf.home1.net", impi, impu)
         self.diameter(sar, self.s, self.hss, S_DIA, HSS)
         self.diameter(saa, self.hss, self.s, HSS, S_DIA)
         ok = response(call_id, impu, outcome, 3)
         self.sip(ok, self.s, self.i, S_SIP, I_SIP)
         self.sip(response(call_id, impu, outcome, 2), self.i, self.p, I_SIP, P_SIP)
-        self.sip(response(call_id, impu, outcome, 1), self.p, None, P_WSS, WIC_WSS, transport="wss")
+        last = response(call_id, impu, outcome, 1)
+        if web:
+            self.sip(last, self.p, None, P_WSS, WIC_WSS, transport="wss")
+        else:
+            self.sip(last, self.p, None, P_SIP, (IP, 5999), transport="udp")
         # Later traffic of the same user, not part of the flow.
         self.clock.tick(2)
         subscribe = (
@@ -194,7 +205,7 @@ def register(
 def response(call_id: str, impu: str, status: int, depth: int) -> bytes:
     """The 200 (or other) answer with ``depth`` Vias left (3 at the S-CSCF)."""
     vias = [_VIAS["i"], _VIAS["p"], _VIAS["wic"]][3 - depth :]
-    reason = {200: "OK", 403: "Forbidden"}.get(status, "Whatever")
+    reason = {200: "OK", 401: "Unauthorized", 403: "Forbidden"}.get(status, "Whatever")
     return (
         f"SIP/2.0 {status} {reason}\r\n{''.join(vias)}"
         f"From: <{impu}>;tag=w1\r\nTo: <{impu}>;tag=s1\r\nCall-ID: {call_id}\r\n"

@@ -112,6 +112,20 @@ def test_a_refused_register_ends_with_its_answer(tmp_path: Path) -> None:
     assert (8, "eP-CSCF", "WIC", "403 Forbidden") in shape(flow)
 
 
+def test_a_sip_phone_without_token_is_challenged_after_a_mar(tmp_path: Path) -> None:
+    dep = Deployment(tmp_path)
+    dep.register(1, "user1", outcome=401, web=False)
+    dep.close()
+    [flow] = load_flows(tmp_path)
+    got = shape(flow)
+    assert flow.outcome == "401 Unauthorized" and "over udp" in flow.title
+    assert [n for n, *_ in got] == [2, 3, 4, 5, 5, 5, 5, 6, 6, 7, 7, 8]
+    assert got[0][3] == "UDP (no connection)"
+    assert got[2][3].startswith("no Bearer token: SIP Digest")
+    assert [label for n, *_, label in got if n == 6] == ["MAR", "MAA 2001"]
+    assert got[3][3] == "REGISTER sip:home1.net"  # no auth-done
+
+
 def test_nothing_recorded_is_no_flow(tmp_path: Path) -> None:
     assert load_flows(tmp_path / "none") == []
 

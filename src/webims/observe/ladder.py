@@ -258,7 +258,7 @@ def _sip_steps(chain: list[tuple[Exchange, SipView]]) -> list[Step]:
                     Step(3, x.time, WIC, x.receiver, label + (" (Bearer)" * bearer), "sip")
                 )
                 steps.append(_connection_step(x))
-                steps.append(_validation_step(x, chain))
+                steps.append(_validation_step(x, chain, bearer))
                 continue
             digest = next((a for a in v.authorization if "auth-done" in a), None)
             steps.append(
@@ -284,8 +284,15 @@ def _connection_step(register: Exchange) -> Step:
     return Step(2, register.time, WIC, register.receiver, label, "connection", order=-1)
 
 
-def _validation_step(register: Exchange, chain: list[tuple[Exchange, SipView]]) -> Step:
+def _validation_step(
+    register: Exchange, chain: list[tuple[Exchange, SipView]], bearer: bool
+) -> Step:
+    """Step 4, read from what the eP-CSCF did next: the IMPI and WAF identity
+    it put in the REGISTER it forwarded (Table A.3.2-2), or no forwarding."""
     at = register.receiver
+    if not bearer:
+        label = "no Bearer token: SIP Digest at the S-CSCF (TS 24.229 5.4.1.2)"
+        return Step(4, register.time, at, at, label, "note", order=1)
     forwarded = next(
         (v for x, v in chain if v.is_request and x.sender == at and x.time >= register.time),
         None,
