@@ -151,3 +151,25 @@ async def test_subscribe_in_unknown_dialog_481(deployment: Deployment) -> None:
         uri=f"sip:scscf.home1.net:{dep.port};transport=tcp",
     )
     assert (await dep.trusted.response()).status == 481
+
+
+async def test_subscribe_with_a_broken_contact_400(deployment: Deployment) -> None:
+    dep = deployment
+    await registered(dep)
+    lines = [
+        f"SUBSCRIBE {USER1_IMPU} SIP/2.0",
+        f"Via: {dep.trusted.via()}",
+        f"Route: {dep.orig_route}",
+        "Max-Forwards: 69",
+        f"From: <{PCSCF}>;tag=b1",
+        f"To: <{USER1_IMPU}>",
+        "Call-ID: broken-contact@test",
+        "CSeq: 1 SUBSCRIBE",
+        f"P-Asserted-Identity: <{PCSCF}>",
+        "Contact: <sip:broken",
+        "Event: reg",
+        "Content-Length: 0",
+    ]
+    dep.trusted.send("\r\n".join(lines) + "\r\n\r\n")
+    assert (await dep.trusted.response()).status == 400
+    await dep.trusted.no_request()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..ims.charging import IcidGenerator
 from ..ims.trust import TrustedPeers
+from ..sip.errors import SipError
 from ..sip.message import Request, Response
 from ..sip.proxy import ProxyContext
 from ..sip.uri import SipURI, parse_uri
@@ -100,6 +101,12 @@ class ScscfApplication:
 
     async def _subscribe(self, ctx: ProxyContext) -> None:
         """A reg event SUBSCRIBE (TS 24.229 5.4.2.1.1)."""
+        try:
+            await self._reg_subscribe(ctx)
+        except SipError as err:  # a header the notifier needs does not parse
+            ctx.respond(err.status, err.reason, now=self.cscf.now())
+
+    async def _reg_subscribe(self, ctx: ProxyContext) -> None:
         req = ctx.request
         now = self.cscf.now()
         if req.to_tag is not None:
