@@ -103,6 +103,16 @@ def test_last_flows_are_the_latest_registers_and_other_users_stay_out(tmp_path: 
     assert [f.impu for f in only] == ["sip:user2_public1@home1.net"]
 
 
+def test_a_reregistration_on_the_same_connection_says_it_is_open(tmp_path: Path) -> None:
+    dep = Deployment(tmp_path)
+    dep.register(1, "user1")
+    dep.register(2, "user1")
+    dep.close()
+    first, second = load_flows(tmp_path, last=2)
+    assert first.steps[6].label == "WSS connection (TLS, subprotocol sip)"
+    assert second.steps[6].label.startswith("WSS connection (TLS, subprotocol sip), open since -")
+
+
 def test_a_refused_register_ends_with_its_answer(tmp_path: Path) -> None:
     dep = Deployment(tmp_path)
     dep.register(1, "user1", outcome=403)

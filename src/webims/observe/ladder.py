@@ -57,6 +57,8 @@ COLUMNS: Final = (WIC, WEB, PCSCF, "I-CSCF", "S-CSCF", "HSS")
 _OAUTH_WINDOW: Final = 900.0
 _CX_STEP: Final = {300: 5, 301: 6, 303: 6}
 _UNSPECIFIED: Final = ("0.0.0.0", "::")
+#: Messages looked back at for an earlier use of the REGISTER's connection.
+_LOOK_BACK: Final = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +215,7 @@ def _flow(msgs: list[Exchange], view: object, first: int, reg: SipView) -> Ladde
     impi = _impi(chain)
     steps: list[Step] = []
     steps += _oauth_steps(msgs, first, reg.to_uri)
-    steps += _sip_steps(chain)
+    steps += _sip_steps(chain, msgs[max(0, first - _LOOK_BACK) : first])
     steps += _cx_steps(msgs, t0, t1, reg.to_uri, impi)
     steps += _introspection_steps(msgs, t0, t1)
     steps.sort(key=lambda s: (s.time, s.order))
@@ -247,7 +249,7 @@ def _param(value: str, name: str) -> str | None:
     return None
 
 
-def _sip_steps(chain: list[tuple[Exchange, SipView]]) -> list[Step]:
+def _sip_steps(chain: list[tuple[Exchange, SipView]], earlier: Sequence[Exchange]) -> list[Step]:
     steps: list[Step] = []
     for x, v in chain:
         label = v.label
@@ -257,7 +259,7 @@ def _sip_steps(chain: list[tuple[Exchange, SipView]]) -> list[Step]:
                 steps.append(
                     Step(3, x.time, WIC, x.receiver, label + (" (Bearer)" * bearer), "sip")
                 )
-                steps.append(_connection_step(x))
+                steps.append(_connection_step(x, earlier))
                 steps.append(_validation_step(x, chain, bearer))
                 continue
             digest = next((a for a in v.authorization if "auth-done" in a), None)
@@ -273,7 +275,9 @@ def _sip_steps(chain: list[tuple[Exchange, SipView]]) -> list[Step]:
     return steps
 
 
-def _connection_step(register: Exchange) -> Step:
+def _connection_step(register: Exchange, earlier: Sequence[Exchange]) -> Step:
+    """Step 2: the connection the REGISTER came on; one that carried messages
+    before (a re-registration) is said to be open already."""
     kinds = {
         "wss": "WSS connection (TLS, subprotocol sip)",
         "ws": "WS connection (subprotocol sip)",
@@ -281,6 +285,17 @@ def _connection_step(register: Exchange) -> Step:
         "tcp": "TCP connection",
     }
     label = kinds.get(register.transport, f"{register.transport.upper()} (no connection)")
+    if register.transport in kinds:
+        since = next(
+            (
+                x.time
+                for x in earlier
+                if x.transport == register.transport and register.src in (x.src, x.dst)
+            ),
+            None,
+        )
+        if since is not None:
+            label += f", open since {(since - register.time) * 1000:+.1f} ms"
     return Step(2, register.time, WIC, register.receiver, label, "connection", order=-1)
 
 
