@@ -130,3 +130,21 @@ async def test_terminating_invite_is_record_routed(deployment: Deployment) -> No
     assert rr.sip_uri.user is None and rr.sip_uri.lr
     dep.trusted.reply(invite, 486, "Busy Here")
     assert (await dep.trusted.response()).status == 486
+
+
+async def test_originating_with_a_broken_asserted_identity_400(deployment: Deployment) -> None:
+    dep = deployment
+    lines = [
+        "MESSAGE sip:user2_public1@home1.net SIP/2.0",
+        f"Via: {dep.trusted.via()}",
+        f"Route: {dep.orig_route}",
+        "Max-Forwards: 69",
+        "From: <sip:caller@home1.net>;tag=b1",
+        "To: <sip:user2_public1@home1.net>",
+        "Call-ID: broken-pai@test",
+        "CSeq: 1 MESSAGE",
+        "P-Asserted-Identity: <sip:broken",
+        "Content-Length: 0",
+    ]
+    dep.trusted.send("\r\n".join(lines) + "\r\n\r\n")
+    assert (await dep.trusted.response()).status == 400

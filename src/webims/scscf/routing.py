@@ -19,6 +19,7 @@ step 7) with its Server-Name.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -83,7 +84,7 @@ class Router:
             return
         used = ctx.route_used
         if isinstance(used, SipURI) and used.user == "orig":
-            self.cscf.spawn(self._originating(ctx))
+            self.cscf.spawn(self._guarded(ctx, self._originating))
             return
         if not req.routes and self.cscf.endpoint.is_local(req.uri):
             if req.method == "OPTIONS":
@@ -91,7 +92,17 @@ class Router:
             else:
                 ctx.respond(404, now=now)
             return
-        self.cscf.spawn(self._terminating(ctx))
+        self.cscf.spawn(self._guarded(ctx, self._terminating))
+
+    async def _guarded(
+        self, ctx: ProxyContext, procedure: Callable[[ProxyContext], Awaitable[None]]
+    ) -> None:
+        """Run a routing procedure; a header it needs that does not parse is
+        answered with the error's status rather than left unanswered."""
+        try:
+            await procedure(ctx)
+        except SipError as err:
+            ctx.respond(err.status, err.reason, now=self.cscf.now())
 
     def _record_route(self, ctx: ProxyContext) -> str | None:
         return self.record_route if ctx.request.method in DIALOG_CREATING else None
