@@ -10,7 +10,8 @@
   PERMANENT_TERMINATION, ``deactivated`` for the others, the subscribers'
   answers awaited (a bounded time), then RTA success (5.4.1.6, 24.228 R6);
 * profile push (PPR): the stored User-Data, charging information and allowed
-  WAF/WWSF identities replaced; the next re-registration is checked against
+  WAF/WWSF identities replaced by those the PPR carries (an absent part is
+  unchanged, TS 29.228 6.1.4); the next re-registration is checked against
   them (SPEC §9.4 15: the registration is not ended at once, a local choice);
 * a failed flow (430 from the edge proxy, RFC 5626 §5.3): that contact is
   dropped (``event="deactivated"``); the last one ends the registration like
