@@ -99,6 +99,9 @@ class PcscfSettings(ElementSettings):
     send_authorization_entity: bool = True
     #: Subscribe to the reg event package after an initial registration.
     subscribe_reg_event: bool = True
+    #: Deregister a WIC whose WebSocket closes, on its behalf (SPEC §9.6 item 22, a
+    #: project option): the registration ends at once rather than at its expiry.
+    deregister_on_close: bool = False
 
 
 class IcscfSettings(ElementSettings):

@@ -19,6 +19,7 @@ def registration(
         flow=flow(n),
         flow_token=f"t{n}",
         impi=impi,
+        registered_impu="sip:alice@home1.net",
         impus={impu_key("sip:alice@home1.net"), impu_key("tel:+1-555-123")},
         default_impu="sip:alice@home1.net",
         service_route=("<sip:orig@scscf.home1.net;lr>",),

@@ -30,7 +30,10 @@ from .harness import USER1_IMPU, USER2_IMPU, Deployment, FakeCore, wait_until
 
 
 @pytest.fixture
-async def chain(tmp_path: Path, site: WafSite) -> AsyncIterator[Deployment]:
+async def chain(
+    tmp_path: Path, site: WafSite, request: pytest.FixtureRequest
+) -> AsyncIterator[Deployment]:
+    options = getattr(request, "param", {})
     hss = HssElement(
         HssOptions(
             store=str(tmp_path / "hss.sqlite3"),
@@ -60,6 +63,7 @@ async def chain(tmp_path: Path, site: WafSite) -> AsyncIterator[Deployment]:
                 "ws_port": 0,
                 "wss_port": wss_port,
                 "waf_issuer": site.base,
+                **options,
             },
             "icscf": {"sip_port": icscf_port, "cx": {"identity": "icscf.home1.net"}},
             "scscf": {"sip_port": scscf_port, "cx": {"identity": "scscf.home1.net"}},
@@ -124,3 +128,19 @@ async def test_s9_6_20_a_lost_websocket_fails_terminating_requests(
         await wait_until(lambda: bob_reg.dead)
         answer = await alice.send(alice.request_message("MESSAGE", to=USER2_IMPU))
         assert answer.status in (430, 480), answer
+
+
+@pytest.mark.parametrize("chain", [{"deregister_on_close": True}], indirect=True)
+async def test_s9_6_22_with_deregistration_on_close_the_core_forgets_the_wic(
+    site: WafSite, chain: Deployment
+) -> None:
+    async with chain.wic() as alice:
+        token = (await site.tokens("user1"))["access_token"]
+        assert (await alice.register(token)).status == 200
+        async with chain.wic() as bob:
+            token2 = (await site.tokens("user2"))["access_token"]
+            assert (await bob.register(token2, impu=USER2_IMPU)).status == 200
+        await wait_until(lambda: chain.app.bindings.for_impu(USER2_IMPU) == [])
+        # Not registered any more in the core: the S-CSCF (or I-CSCF) says 480.
+        answer = await alice.send(alice.request_message("MESSAGE", to=USER2_IMPU))
+        assert answer.status == 480, answer

@@ -10,6 +10,7 @@ import itertools
 from tests.waf.conftest import WafSite
 from webims.sip import Request, Response
 
+from .conftest import StartPcscf
 from .harness import USER1_IMPU, USER2_IMPU, Deployment, FakeCore, Wic, wait_until
 
 _n = itertools.count(1)
@@ -157,3 +158,25 @@ async def test_s9_1_4_a_re_register_on_a_new_connection_replaces_the_old_flow(
         assert got.method == "MESSAGE"
         await new.answer(got, 200)
         assert (await final_from_pcscf(pcscf.core, got.call_id)).status == 200
+
+
+async def test_s9_6_22_deregistration_on_behalf_of_a_wic_whose_websocket_closed(
+    site: WafSite, start_pcscf: StartPcscf
+) -> None:
+    pcscf = await start_pcscf(site, deregister_on_close=True)
+    async with pcscf.wic() as wic:
+        path = await _registered(site, pcscf, wic)
+        instance = wic.instance
+    await wait_until(lambda: len(pcscf.core.of("REGISTER")) == 2)
+    dereg = pcscf.core.of("REGISTER")[1]
+    assert dereg.expires == 0
+    [contact] = dereg.contacts
+    assert contact.params.get("expires") == "0"
+    assert contact.params.get("+sip.instance") == instance
+    assert contact.params.get("reg-id") == "1"
+    [creds] = dereg.authorization
+    assert creds.username == "user1_private@home1.net"  # type: ignore[attr-defined]
+    assert creds.integrity_protected == "auth-done"  # type: ignore[attr-defined]
+    assert str(dereg.to.uri) == USER1_IMPU and str(dereg.paths[0].uri) == path
+    assert "bearer" not in dereg.serialize().decode().lower()
+    await wait_until(lambda: len(pcscf.app.bindings) == 0)

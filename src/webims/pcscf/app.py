@@ -59,6 +59,8 @@ class PcscfConfig:
     authz_server: str
     send_authorization_entity: bool = True
     subscribe_reg_event: bool = True
+    #: SPEC §9.6 item 22 (project option): deregister a WIC whose WebSocket closed.
+    deregister_on_close: bool = False
     #: Expires of the reg event SUBSCRIBE (TS 24.229 5.2.3: 600 000 seconds).
     reg_event_expires: int = 600000
 
@@ -157,12 +159,17 @@ class EpCscf:
 
     # -- connection loss (SPEC §1.4 E, §9.6) ---------------------------------------------------
     def flow_closed(self, flow: Flow) -> None:
-        """The WS connection is gone: its registration is kept until it expires, but
-        its flow is dead (terminating requests get 430 as its token no longer
-        resolves) and its identities are never moved to another connection."""
+        """The WS connection is gone: its registration is kept until it expires (or,
+        with ``deregister_on_close``, until the deregistration sent on its behalf is
+        answered), but its flow is dead (terminating requests get 430 as its token no
+        longer resolves) and its identities are never moved to another connection."""
         reg = self.bindings.for_flow(flow)
-        if reg is not None:
-            reg.dead = True
+        if reg is None or reg.dead:
+            return
+        reg.dead = True
+        if self.config.deregister_on_close:
+            register.deregister_on_behalf(self, reg, self.cscf.now())
+            self.cscf.flush()
 
     # -- registration expiry -----------------------------------------------------------------
     def _arm(self, when: float) -> None:

@@ -83,6 +83,8 @@ class Registration:
     #: The RFC 5626 flow token naming ``flow`` (Path and Record-Route user part).
     flow_token: str
     impi: str
+    #: The To URI of the REGISTER that made it.
+    registered_impu: str
     #: ``impu_key`` of every registered IMPU: To plus P-Associated-URI.
     impus: set[str]
     #: The default public user identity (first P-Associated-URI, else To), as a URI.

@@ -72,6 +72,7 @@ def pcscf_config(cscf: Cscf) -> PcscfConfig:
         authz_server=waf_issuer(settings),
         send_authorization_entity=settings.pcscf.send_authorization_entity,
         subscribe_reg_event=settings.pcscf.subscribe_reg_event,
+        deregister_on_close=settings.pcscf.deregister_on_close,
     )
 
 

@@ -30,10 +30,12 @@ from typing import TYPE_CHECKING
 
 from ..sip import grammar as g
 from ..sip.address import Address
+from ..sip.checks import new_tag
 from ..sip.errors import ParseError
 from ..sip.headers import header_key
 from ..sip.message import Request, Response
 from ..sip.proxy import ProxyContext
+from ..sip.uac import new_call_id, new_request
 from ..transport.flow import Flow
 from . import regevent
 from .bindings import Registration, impu_key
@@ -42,7 +44,12 @@ from .token import ExpiredToken, TokenError, bearer_from_authorization, www_auth
 if TYPE_CHECKING:
     from .app import EpCscf
 
-__all__ = ["RegisterAttempt", "handle_register", "on_register_response"]
+__all__ = [
+    "RegisterAttempt",
+    "deregister_on_behalf",
+    "handle_register",
+    "on_register_response",
+]
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +207,11 @@ def _refuse(app: EpCscf, ctx: ProxyContext, err: TokenError) -> None:
     ctx.respond(err.status, headers=headers, now=app.cscf.now())
 
 
-def _digest(app: EpCscf, req: Request, impi: str, entity: str) -> str:
+def _digest(app: EpCscf, request_uri: str, impi: str, entity: str) -> str:
     """TS 24.371 Table A.3.2-2 / TS 24.229 5.2.2.1: the credentials of a trusted node."""
     value = (
         f"Digest username={g.quote(impi)}, realm={g.quote(app.config.domain)}, "
-        f'uri={g.quote(req.uri_text)}, nonce="", response="", integrity-protected="auth-done"'
+        f'uri={g.quote(request_uri)}, nonce="", response="", integrity-protected="auth-done"'
     )
     if app.config.send_authorization_entity:
         value += f", authorization-entity={g.quote(entity)}"
@@ -223,26 +230,22 @@ def _forward(
 ) -> None:
     req = ctx.request
     h = req.headers
-    config = app.config
     now = app.cscf.now()
     try:
         require = [t for t in req.require if t != "path"]
         supported = req.supported
         contacts = req.contacts
-        digest = _digest(app, req, impi, entity)
+        digest = _digest(app, req.uri_text, impi, entity)
         for name in _REPLACED_KEYS.intersection(h.keys()):
             h.remove(name)
         token = app.transport.make_token(flow)
-        h.add("Route", f"<{config.icscf_uri}>")
-        h.add("Path", f"<{app.flow_uri(token)};ob>")
         h.set("Require", ", ".join([*require, "path"]))
         h.set(
             "Supported",
             ", ".join([*supported, *(t for t in ("path", "outbound") if t not in supported)]),
         )
-        h.add("P-Visited-Network-ID", g.quote(config.network_id))
-        h.add("P-Charging-Vector", app.icid.vector(config.network_id))
-        h.add("Authorization", digest)
+        for name, value in _towards_core(app, token, digest):
+            h.add(name, value)
     except (ParseError, ValueError) as err:  # e.g. a claim with a control character
         log.warning("eP-CSCF: REGISTER from %s not forwarded: %s", flow, err)
         ctx.respond(403, now=now)
@@ -257,6 +260,55 @@ def _forward(
         contact=contacts[0] if contacts else None,
     )
     ctx.forward(now=now)
+
+
+def _towards_core(app: EpCscf, flow_token: str, digest: str) -> list[tuple[str, str]]:
+    """The headers of a REGISTER the eP-CSCF sends the I-CSCF (contract item 2)."""
+    config = app.config
+    return [
+        ("Route", f"<{config.icscf_uri}>"),
+        ("Path", f"<{app.flow_uri(flow_token)};ob>"),
+        ("P-Visited-Network-ID", g.quote(config.network_id)),
+        ("P-Charging-Vector", app.icid.vector(config.network_id)),
+        ("Authorization", digest),
+    ]
+
+
+def deregister_on_behalf(app: EpCscf, reg: Registration, now: float) -> None:
+    """SPEC §9.6 item 22 (project option, ``[pcscf] deregister_on_close``): the WIC's
+    WebSocket closed, so the eP-CSCF deregisters its contact as the WIC would (RFC 3261
+    §10.2.2, expires 0; RFC 5626 instance and reg-id), with the same trusted-node
+    credentials.  The binding goes on the 2xx; the S-CSCF's NOTIFY follows."""
+    request_uri = f"sip:{app.config.domain}"
+    contact = f"<{reg.contact}>"
+    if reg.instance is not None:
+        contact += f";+sip.instance={g.quote(reg.instance)}"
+    if reg.reg_id is not None:
+        contact += f";reg-id={reg.reg_id}"
+    digest = _digest(app, request_uri, reg.impi, reg.authorization_entity)
+    request = new_request(
+        "REGISTER",
+        request_uri,
+        from_=f"<{reg.registered_impu}>;tag={new_tag()}",
+        to=f"<{reg.registered_impu}>",
+        call_id=new_call_id(app.config.host),
+        cseq=1,
+        contact=contact + ";expires=0",
+        extra=[
+            ("Expires", "0"),
+            ("Require", "path"),
+            ("Supported", "path, outbound"),
+            *_towards_core(app, reg.flow_token, digest),
+        ],
+    )
+
+    def on_response(resp: Response, now: float) -> None:
+        if 200 <= resp.status < 300:
+            app.drop(reg, "deregistered on its behalf")
+        elif resp.status >= 300:
+            log.warning("eP-CSCF: deregistration of %s on its behalf: %d", reg.impi, resp.status)
+
+    app.core.originate(request, on_response, now=now)
 
 
 # -- 5. the answer -------------------------------------------------------------------------------
@@ -293,6 +345,7 @@ def on_register_response(app: EpCscf, attempt: RegisterAttempt, resp: Response, 
         flow=flow,
         flow_token=attempt.flow_token,
         impi=attempt.impi,
+        registered_impu=str(to_uri),
         impus=impus,
         default_impu=str(associated[0].uri) if associated else str(to_uri),
         service_route=service_route,
