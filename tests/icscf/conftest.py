@@ -31,6 +31,7 @@ from webims.config import (
     PcscfSettings,
     ScscfSettings,
     Settings,
+    SipSettings,
 )
 from webims.diameter.base import Identity
 from webims.diameter.codec import AppMessage
@@ -371,6 +372,7 @@ async def start_icscf(tmp_path: Path, hss: Hss) -> AsyncIterator[StartIcscf]:
         *,
         hss_port: int | None = None,
         cx_timeout: float = 1.0,
+        t1: float = 0.5,
     ) -> Deployment:
         icscf_port, trusted_port = free_ports(2)
         fakes = [FakeScscf(p) for p in free_ports(len(capabilities) if capabilities else 1)]
@@ -381,6 +383,7 @@ async def start_icscf(tmp_path: Path, hss: Hss) -> AsyncIterator[StartIcscf]:
         )
         settings = Settings(
             data_dir=tmp_path,
+            sip=SipSettings(t1=t1),
             pcscf=PcscfSettings(sip_port=trusted_port, ws_port=0, wss_port=0),
             icscf=IcscfSettings(
                 sip_port=icscf_port,

@@ -361,3 +361,101 @@ async def test_dereg_leaves_hss_state_to_the_scscf(
     assert user1 is not None and user1.assignment is not None
     assert user1.assignment.server_name == server_name
     assert {p.state.name for p in user1.publics} == {"REGISTERED"}
+
+
+# -- another S-CSCF when the selected one fails (TS 24.229 5.3.1.3) ----------------------
+
+
+async def test_scscf_answering_480_is_replaced_once_after_a_capabilities_uar(
+    start_icscf: StartIcscf, hss: Hss
+) -> None:
+    d = await start_icscf([[1], [1]])
+    first, second = d.scscfs
+    first.status = 480
+    peer = await d.trusted()
+    try:
+        resp = await peer.send(register(d.port, peer.port))
+    finally:
+        await peer.close()
+    assert resp.status == 200
+    assert [uar_fields(u)["type"] for u in hss.uars] == [
+        UserAuthorizationType.REGISTRATION,
+        UserAuthorizationType.REGISTRATION_AND_CAPABILITIES,
+    ]
+    assert len(first.received) == 1
+    got = await second.next_request()
+    assert_proxied_register(got, f"<sip:127.0.0.1:{second.port};transport=tcp;lr>", d.trusted_port)
+
+
+async def test_unreachable_scscf_is_replaced(start_icscf: StartIcscf, hss: Hss) -> None:
+    """No answer from the S-CSCF (its branch ends in 408 at Timer F, 64*T1;
+    T1 is 50 ms here): another S-CSCF is tried."""
+    d = await start_icscf([[1], [1]], t1=0.05)
+    first, second = d.scscfs
+    await first.close()
+    peer = await d.trusted()
+    try:
+        resp = await peer.send(register(d.port, peer.port))
+    finally:
+        await peer.close()
+    assert resp.status == 200
+    assert len(hss.uars) == 2
+    assert (await second.next_request()).method == "REGISTER"
+
+
+async def test_second_scscf_failing_too_goes_upstream(start_icscf: StartIcscf, hss: Hss) -> None:
+    d = await start_icscf([[1], [1], [1]])
+    for s in d.scscfs:
+        s.status = 480
+    peer = await d.trusted()
+    try:
+        resp = await peer.send(register(d.port, peer.port))
+    finally:
+        await peer.close()
+    assert resp.status == 480
+    assert [len(s.received) for s in d.scscfs] == [1, 1, 0]
+    assert len(hss.uars) == 2
+
+
+async def test_scscf_refusal_is_not_retried(start_icscf: StartIcscf, hss: Hss) -> None:
+    """A 403 (or 401, 423) is the S-CSCF's answer to the user, not a failure."""
+    d = await start_icscf([[1], [1]])
+    first, second = d.scscfs
+    first.status = 403
+    peer = await d.trusted()
+    try:
+        resp = await peer.send(register(d.port, peer.port))
+    finally:
+        await peer.close()
+    assert resp.status == 403
+    assert len(hss.uars) == 1 and second.received == []
+
+
+async def test_failure_without_another_scscf_goes_upstream(
+    start_icscf: StartIcscf, hss: Hss
+) -> None:
+    d = await start_icscf()
+    d.scscf.status = 480
+    peer = await d.trusted()
+    try:
+        resp = await peer.send(register(d.port, peer.port))
+    finally:
+        await peer.close()
+    assert resp.status == 480
+    assert len(hss.uars) == 1
+
+
+async def test_failed_de_registration_is_not_sent_elsewhere(
+    start_icscf: StartIcscf, hss: Hss, scscf_cx: CxClient
+) -> None:
+    d = await start_icscf([[1], [1]])
+    first, second = d.scscfs
+    await register_at_hss(scscf_cx, first.uri)
+    first.status = 480
+    peer = await d.trusted()
+    try:
+        resp = await peer.send(register(d.port, peer.port, expires="0", contact_expires=""))
+    finally:
+        await peer.close()
+    assert resp.status == 480
+    assert len(hss.uars) == 1 and second.received == []

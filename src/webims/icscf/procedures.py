@@ -3,7 +3,8 @@
 Every new request is sorted here:
 
 * REGISTER: only from a trusted Mw peer (5.3.1.2; else 403 and no UAR),
-  then UAR, then proxied with a Route to the S-CSCF (:mod:`.registration`).
+  then UAR, then proxied with a Route to the S-CSCF (:mod:`.registration`);
+  when that S-CSCF fails, once more to another one (5.3.1.3).
   No Record-Route, no Path: the S-CSCF's Service-Route and the eP-CSCF's
   Path carry the later traffic.
 * An initial request for a home public identity with no Route left: LIR,
@@ -17,9 +18,11 @@ Every new request is sorted here:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
+from ..diameter.cxdefs import UserAuthorizationType
 from ..diameter.errors import RequestFailed
 from ..ims.trust import TrustedPeers
 from ..sip.errors import SipError
@@ -66,7 +69,8 @@ class IcscfProcedures:
             ctx.forward(now=now)
 
     def on_response(self, ctx: ProxyContext, response: Response, now: float) -> None:
-        return None
+        if ctx.request.method == "REGISTER" and response.status >= 300:
+            self._maybe_reselect(ctx)
 
     # -- registration (5.3.1.2) -------------------------------------------------
     def _start_registration(self, ctx: ProxyContext, now: float) -> None:
@@ -81,7 +85,10 @@ class IcscfProcedures:
             return
         self.cscf.spawn(self._register(ctx, uar))
 
-    async def _register(self, ctx: ProxyContext, uar: UarParameters) -> None:
+    async def _register(
+        self, ctx: ProxyContext, uar: UarParameters, failed: str | None = None
+    ) -> None:
+        ctx.data["uar"] = uar
         cx = self.cscf.cx
         try:
             if cx is None:
@@ -92,7 +99,37 @@ class IcscfProcedures:
             self._apply(ctx, Outcome.answer(480, "HSS Unavailable"))
             return
         log.debug("I-CSCF: UAA %s for %s (%s)", uaa.result, uar.impu, uar.auth_type.name)
-        self._apply(ctx, uaa_outcome(uaa, self.topology.scscfs))
+        exclude = (failed,) if failed else ()
+        self._apply(ctx, uaa_outcome(uaa, self.topology.scscfs, exclude=exclude))
+
+    def _maybe_reselect(self, ctx: ProxyContext) -> None:
+        """TS 24.229 5.3.1.3: when the S-CSCF a registration went to did not
+        answer (408, or 503 when the connection failed) or answered 3xx or
+        480, ask the HSS again with REGISTRATION_AND_CAPABILITIES and try
+        another S-CSCF, once.  Only a registration (not a de-registration),
+        and only when another S-CSCF is configured; otherwise the failure
+        goes upstream as it is."""
+        uar = ctx.data.get("uar")
+        failed = ctx.data.get("scscf")
+        if (
+            not isinstance(uar, UarParameters)
+            or not isinstance(failed, str)
+            or uar.auth_type is not UserAuthorizationType.REGISTRATION
+            or not ctx.branches
+        ):
+            return
+        last = ctx.branches[-1].final
+        status = last.status if last is not None else 0
+        if not (status in (408, 480, 503) or 300 <= status < 400):
+            return
+        if not any(name != failed for name in self.topology.scscfs):
+            return
+        if ctx.reopen():
+            log.info("I-CSCF: S-CSCF %s answered %d; selecting another", failed, status)
+            again = dataclasses.replace(
+                uar, auth_type=UserAuthorizationType.REGISTRATION_AND_CAPABILITIES
+            )
+            self.cscf.spawn(self._register(ctx, again, failed))
 
     # -- terminating requests (5.3.2.1) -------------------------------------------
     async def _terminating(self, ctx: ProxyContext) -> None:
@@ -124,5 +161,6 @@ class IcscfProcedures:
             log.error("I-CSCF: unusable S-CSCF name: %s", err)
             ctx.respond(500, now=now)
             return
+        ctx.data["scscf"] = outcome.scscf
         target = Target(ctx.request.uri, headers_first=[("Route", route)])
         ctx.forward([target], now=now)

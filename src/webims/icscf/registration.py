@@ -24,6 +24,8 @@ UAA (SPEC §2.2, TS 29.228 §6.1.1):
   IDENTITIES_DONT_MATCH, 5004 ROAMING_NOT_ALLOWED, 5003
   IDENTITY_NOT_REGISTERED for a de-registration, Result-Code 5003
   AUTHORIZATION_REJECTED): 403 (Forbidden).
+* After a failed S-CSCF (5.3.1.3, :mod:`.procedures`): the UAR is
+  REGISTRATION_AND_CAPABILITIES and the failed S-CSCF is not selected again.
 * Anything else (DIAMETER_UNABLE_TO_COMPLY, TOO_BUSY, UNABLE_TO_DELIVER), and
   no answer at all: 480 (Temporarily Unavailable), a project choice (SPEC §8
   statement 30).
@@ -31,6 +33,7 @@ UAA (SPEC §2.2, TS 29.228 §6.1.1):
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..diameter.cx import UaAnswer
@@ -145,16 +148,17 @@ def uar_parameters(request: Request, domain: str) -> UarParameters:
     )
 
 
-def uaa_outcome(uaa: UaAnswer, scscfs: ScscfTable) -> Outcome:
-    """What to do with the REGISTER after ``uaa`` (see the module notes)."""
+def uaa_outcome(uaa: UaAnswer, scscfs: ScscfTable, *, exclude: Collection[str] = ()) -> Outcome:
+    """What to do with the REGISTER after ``uaa`` (see the module notes);
+    ``exclude``: S-CSCFs not to select (one that failed to answer)."""
     result = uaa.result
     ok = (result.experimental and result.code in _SUCCESS) or (
         not result.experimental and result.success
     )
     if ok:
-        if uaa.server_name:
+        if uaa.server_name and uaa.server_name not in exclude:
             return Outcome.forward(uaa.server_name)
-        chosen = select_scscf(uaa.capabilities, scscfs)
+        chosen = select_scscf(uaa.capabilities, scscfs, exclude=exclude)
         if chosen is None:
             return Outcome.answer(600, "No S-CSCF Available")
         return Outcome.forward(chosen)

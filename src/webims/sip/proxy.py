@@ -199,6 +199,7 @@ class ProxyContext:
 
     __slots__ = (
         "_pending_targets",
+        "_reopenable",
         "best",
         "branches",
         "cancelled",
@@ -237,6 +238,7 @@ class ProxyContext:
         #: (an edge proxy finds its flow token there), if there was one.
         self.route_used: URI | None = None
         self._pending_targets: list[Target] = []
+        self._reopenable = False
         #: Free for the application (e.g. the registration being processed).
         self.data: dict[str, object] = {}
 
@@ -304,6 +306,27 @@ class ProxyContext:
             self._pending_targets = todo[1:]
             self.core._start_branch(self, todo[0], now)
         self.core._check_complete(self, now)
+
+    def reopen(self) -> bool:
+        """Take the decision back when every branch has failed: called from
+        ``on_response`` with the best final response (§16.7 step 6), before it
+        goes upstream.  That response is then not sent; the application calls
+        :meth:`forward` (new targets) or :meth:`respond` later.  An I-CSCF
+        does this to try another S-CSCF (TS 24.229 5.3.1.3).  Returns False,
+        changing nothing, at any other time or once the request was cancelled."""
+        if not self._reopenable or self.cancelled:
+            return False
+        self._reopenable = False
+        self.state = ContextState.ROUTING
+        self.best = None
+        return True
+
+    def _reopened(self) -> bool:
+        """After ``on_response``: whether it called :meth:`reopen` (the flag
+        is then cleared; it is set again only for the next best response)."""
+        reopened = not self._reopenable
+        self._reopenable = False
+        return reopened
 
     def next_target(self) -> Target | None:
         return self._pending_targets.pop(0) if self._pending_targets else None
@@ -676,7 +699,10 @@ class ProxyCore:
             best = self._merge_challenges(ctx, best)
         if best.status == 503:
             best = self._synthetic(ctx, 500)
+        ctx._reopenable = True
         self.app.on_response(ctx, best, now)
+        if ctx._reopened():
+            return  # the application took the decision back
         self._send_upstream(ctx, best, now)
 
     def _merge_challenges(self, ctx: ProxyContext, best: Response) -> Response:
