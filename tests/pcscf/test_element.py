@@ -110,3 +110,20 @@ async def test_s8_20_made_from_settings_against_the_https_web_element(tmp_path: 
         finally:
             await cscf.close()
             await fake.close()
+
+
+async def test_s8_13_an_unparsable_message_leaves_the_connection_usable(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        await wic.ws.send("this is not SIP\r\n\r\n")
+        two = wic.register_message(None) + wic.register_message(f"Bearer {token}")
+        await wic.ws.send(two)  # two SIP messages in one WebSocket message
+        # The transport keeps the first (cut at its Content-Length) and drops the rest:
+        # the token-less REGISTER is challenged, the second never forwarded.
+        assert (await wic.response()).status == 401
+        answer = await wic.register(token)
+        assert answer.status == 200
+        assert answer.cseq.seq == wic.cseq
+    assert len(pcscf.core.of("REGISTER")) == 1

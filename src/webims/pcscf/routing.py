@@ -11,6 +11,9 @@ From a WIC (TS 24.229 5.2.6.3; TS 33.203 X.3 binding; SPEC §8 items 46–50):
 * the WIC's P-Asserted-Identity, P-Preferred-Identity, P-Visited-Network-ID,
   P-Charging-* and Bearer credentials are removed (24.371 7.2.1 has the WIC send its
   token on every request; the core never sees one), a new P-Charging-Vector added;
+* the token a WIC sends on later requests (24.371 7.2.1) is not validated again: the
+  connection's binding, made by a validated REGISTER and refreshed with a valid token,
+  is what authorises them (SPEC §1.4 C leaves re-validation open);
 * outside a dialog, Route is replaced by the stored Service-Route (RFC 3608) and
   dialog-forming requests are record-routed with the flow token; inside one, the
   request must come through our Record-Route for this very connection and follows
