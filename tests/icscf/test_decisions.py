@@ -110,7 +110,7 @@ def test_s8_28_impi_derived_from_impu_without_scheme_port_or_parameters() -> Non
         (["Contact: <sip:x@h>"], False),
     ],
 )
-def test_s9_2_6_de_registration_when_every_binding_expires_at_0(
+def test_s9_6_de_registration_when_every_binding_expires_at_0(
     headers: list[str], dereg: bool
 ) -> None:
     assert is_deregistration(reg(*headers)) is dereg

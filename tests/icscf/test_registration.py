@@ -202,10 +202,10 @@ async def test_s8_29_subsequent_registration_goes_to_the_server_name(
     assert first.received == []
 
 
-async def test_s9_2_6_expires_0_sends_uar_de_registration(
+async def test_s9_6_expires_0_sends_uar_de_registration(
     start_icscf: StartIcscf, hss: Hss, scscf_cx: CxClient
 ) -> None:
-    """SPEC §9.2 (6): Expires: 0 -> DE_REGISTRATION; the HSS answers
+    """SPEC §9 statement 6: Expires: 0 -> DE_REGISTRATION; the HSS answers
     Result-Code 2001 + Server-Name and the REGISTER goes there."""
     d = await start_icscf()
     server_name = f"sip:scscf.home1.net:{d.scscf.port};transport=tcp"
@@ -221,7 +221,7 @@ async def test_s9_2_6_expires_0_sends_uar_de_registration(
     assert [str(r) for r in got.routes] == [f"<{server_name};lr>"]
 
 
-async def test_s9_2_6_every_contact_expires_0_is_a_de_registration(
+async def test_s9_6_every_contact_expires_0_is_a_de_registration(
     start_icscf: StartIcscf, hss: Hss, scscf_cx: CxClient
 ) -> None:
     d = await start_icscf()
@@ -240,7 +240,7 @@ async def test_s9_2_6_every_contact_expires_0_is_a_de_registration(
     assert resp.status == 200 and again.status == 200
 
 
-async def test_s9_2_6_de_registration_of_a_user_not_registered_gets_403(
+async def test_s9_6_de_registration_of_a_user_not_registered_gets_403(
     start_icscf: StartIcscf, hss: Hss
 ) -> None:
     """The HSS answers Exp 5003 IDENTITY_NOT_REGISTERED: nothing to forward."""

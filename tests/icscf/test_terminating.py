@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from webims.diameter import cx
 from webims.diameter.cx import CxClient
-from webims.diameter.cxdefs import ServerAssignmentType
+from webims.diameter.cxdefs import CxResult, ExperimentalResult, ServerAssignmentType
 
 from .conftest import USER1_IMPI, USER1_IMPU, Hss, StartIcscf, register_at_hss, request
 
@@ -55,7 +55,7 @@ async def test_unknown_identity_gets_404(start_icscf: StartIcscf, hss: Hss) -> N
     assert d.scscf.received == []
 
 
-async def test_s9_2_9_call_to_a_deregistered_identity_gets_480(
+async def test_s9_9_call_to_a_deregistered_identity_gets_480(
     start_icscf: StartIcscf, hss: Hss, scscf_cx: CxClient
 ) -> None:
     """After deregistration the LIA is Exp 5003 IDENTITY_NOT_REGISTERED."""
@@ -74,9 +74,11 @@ async def test_s9_2_9_call_to_a_deregistered_identity_gets_480(
     assert resp.status == 480
     assert len(hss.lirs) == 1
     assert d.scscf.received == []
+    lia = await scscf_cx.lir(USER1_IMPU)  # what the I-CSCF was told
+    assert lia.result == CxResult.exp(ExperimentalResult.DIAMETER_ERROR_IDENTITY_NOT_REGISTERED)
 
 
-async def test_s9_3_11_call_after_registration_expiry_gets_480(
+async def test_s9_11_call_after_registration_expiry_gets_480(
     start_icscf: StartIcscf, hss: Hss, scscf_cx: CxClient
 ) -> None:
     d = await start_icscf()
