@@ -16,7 +16,7 @@ from tests.waf.conftest import WafSite, site, waf_site_factory
 from webims.config import load_settings
 from webims.devca import ensure_dev_ca
 from webims.pcscf.element import make
-from webims.pcscf.token import TokenValidator
+from webims.pcscf.token import Mode, TokenValidator
 
 from .harness import Deployment, FakeCore
 
@@ -47,7 +47,7 @@ async def start_pcscf(tmp_path: Path) -> AsyncIterator[StartPcscf]:
     async def start(
         waf: WafSite,
         *,
-        mode: str = "local",
+        mode: Mode = "local",
         core: dict[str, Any] | None = None,
         validator: TokenValidator | None = None,
         **pcscf: Any,

@@ -18,13 +18,14 @@ import contextlib
 import itertools
 import ssl
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from webims.ims.element import Cscf
+from webims.pcscf.app import EpCscf
 from webims.sip import Request, Response, make_response, new_tag, parse_message
 from webims.sip.framing import KeepAlive, StreamFramer
 
@@ -302,15 +303,13 @@ class Deployment:
     sip_port: int
 
     @property
-    def app(self):  # type: ignore[no-untyped-def]
-        from webims.pcscf.app import EpCscf
-
+    def app(self) -> EpCscf:
         app = self.cscf.app
         assert isinstance(app, EpCscf)
         return app
 
     @contextlib.asynccontextmanager
-    async def wic(self, secure: bool = True):  # type: ignore[no-untyped-def]
+    async def wic(self, secure: bool = True) -> AsyncIterator[Wic]:
         if secure:
             url, ssl_ctx = f"wss://127.0.0.1:{self.wss_port}/", self.ca
         else:

@@ -8,6 +8,7 @@ from tests.waf.conftest import WafSite
 from webims.pcscf.bindings import impu_key
 from webims.sip.auth import DigestCredentials
 
+from .conftest import StartPcscf
 from .harness import USER1_IMPU, USER1_TEL, Deployment, wait_until
 
 
@@ -59,11 +60,9 @@ async def test_s8_20_22_registered_through_wss_with_the_rewritten_register(
 
 
 async def test_s8_24_the_200_binds_the_identities_and_loses_its_charging_headers(
-    site: WafSite, start_pcscf
+    site: WafSite, start_pcscf: StartPcscf
 ) -> None:
-    site.identities["user1"] = site.identities["user1"].__class__(
-        "user1_private@home1.net", (USER1_IMPU,)
-    )
+    # The token names one IMPU; the registrar's P-Associated-URI adds the tel URI.
     pcscf = await start_pcscf(site, core={"associated": [USER1_IMPU, USER1_TEL]})
     token = (await site.tokens())["access_token"]
     async with pcscf.wic() as wic:

@@ -53,7 +53,7 @@ async def final_from_pcscf(core: FakeCore, call_id: str) -> Response:
 async def _registered(site: WafSite, pcscf: Deployment, wic: Wic, **kw: object) -> str:
     """Register ``wic``; returns the Path URI the core got (without its brackets)."""
     token = (await site.tokens())["access_token"]
-    assert (await wic.register(token, **kw)).status == 200  # type: ignore[arg-type]
+    assert (await wic.register(token, **kw)).status == 200
     return str(pcscf.core.of("REGISTER")[-1].paths[0].uri)
 
 
