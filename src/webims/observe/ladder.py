@@ -25,11 +25,12 @@ Step 2 is not a message: it is drawn from the transport step 3 arrived on.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from rich.console import Group
 from rich.text import Text
 
 from .messages import DiameterView, SipView, diameter_view, sip_view
@@ -197,8 +198,10 @@ def find_flows(
     return found
 
 
-def _flow(msgs: list[Exchange], view: object, first: int, reg: SipView) -> LadderFlow:
-    assert callable(view)
+def _flow(
+    msgs: list[Exchange], view: Callable[[int], SipView | None], first: int, reg: SipView
+) -> LadderFlow:
+    """The flow of the WIC's REGISTER ``msgs[first]``."""
     needle = reg.call_id.encode()
     key = (reg.call_id, reg.cseq, "REGISTER")
     chain: list[tuple[Exchange, SipView]] = []
@@ -225,8 +228,8 @@ def _flow(msgs: list[Exchange], view: object, first: int, reg: SipView) -> Ladde
     )
     ms = (t1 - t0) * 1000
     title = (
-        f"REGISTER {reg.to_uri} (Call-ID {reg.call_id}, CSeq {reg.cseq}) "
-        f"from {start.src[0]}:{start.src[1]} over {start.transport}: {final} in {ms:.1f} ms"
+        f"REGISTER {reg.to_uri}: {final} in {ms:.1f} ms (Call-ID {reg.call_id}, "
+        f"CSeq {reg.cseq}, from {start.src[0]}:{start.src[1]} over {start.transport})"
     )
     return LadderFlow(title=title, start=t0, impu=reg.to_uri, outcome=final, steps=steps)
 
@@ -492,15 +495,17 @@ def render_plain(flow: LadderFlow) -> str:
     return f"{flow.title}\n\n{body}\n"
 
 
-def render_rich(flow: LadderFlow) -> Text:
-    """The ladder with colours: SIP cyan, Diameter magenta, HTTP green."""
+def render_rich(flow: LadderFlow) -> Group:
+    """The ladder with colours (SIP cyan, Diameter magenta, HTTP green); its
+    lines are cut at the terminal's width rather than wrapped, which would
+    break the lifelines."""
     canvas = _draw(flow)
-    text = Text()
-    text.append(flow.title + "\n\n", style="bold")
-    for line, spans in zip(canvas.lines, canvas.spans, strict=True):
-        row = Text("".join(line).rstrip(), style="")
+    ladder = Text(no_wrap=True, overflow="ellipsis")
+    for n, (line, spans) in enumerate(zip(canvas.lines, canvas.spans, strict=True)):
+        row = Text("".join(line).rstrip())
         for start, end, style in spans:
             row.stylize(style, start, end)
-        text.append_text(row)
-        text.append("\n")
-    return text
+        if n:
+            ladder.append("\n")
+        ladder.append_text(row)
+    return Group(Text(flow.title, style="bold"), Text(), ladder)
