@@ -221,6 +221,16 @@ class Wic:
             "Content-Length: 0\r\n\r\n"
         ).encode()
 
+    async def next_request(self) -> Request:
+        """Wait for a request from the network; answer it 200 and return it."""
+        while True:
+            frame = await asyncio.wait_for(self.ws.recv(), STEP)
+            msg = parse_message(frame.encode() if isinstance(frame, str) else frame)
+            if isinstance(msg, Request):
+                ok = make_response(msg, 200, to_tag=new_tag())
+                await self.ws.send(ok.serialize().decode())
+                return msg
+
     async def send(self, request: bytes) -> Response:
         """Send a request; its final response.  Requests from the network
         meanwhile (a NOTIFY, say) are answered 200."""
@@ -361,3 +371,32 @@ async def test_s8_27_s8_32_auth_done_from_an_untrusted_socket_gets_403(system: S
     after = {name: await subscriber(system, name) for name in ("user1", "user2")}
     assert after == before
     assert states(after["user2"])[USER2_IMPU] != "registered"
+
+
+async def test_request_for_a_registered_wic_arrives_over_its_websocket(system: System) -> None:
+    """Terminating routing through every element: a MESSAGE for the IMPU
+    enters at the I-CSCF (LIR), goes to the S-CSCF that serves the user, then
+    along the registration's Path to the eP-CSCF and down the WIC's WSS."""
+    async with Wic.connect(system) as wic:
+        ok = await wic.send(wic.register(USER1_IMPU, f"Bearer {system.token}"))
+        assert ok.status == 200, f"{ok.status} {ok.reason}\n{system.logs()}"
+        n = next(_n)
+        message = (
+            f"MESSAGE {USER1_IMPU} SIP/2.0\r\n"
+            f"Via: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bK-msg{n}\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <{USER2_IMPU}>;tag=m{n}\r\n"
+            f"To: <{USER1_IMPU}>\r\n"
+            f"Call-ID: msg-{n}@127.0.0.1\r\n"
+            "CSeq: 1 MESSAGE\r\n"
+            "Content-Type: text/plain\r\n"
+            "Content-Length: 5\r\n\r\nhello"
+        ).encode()
+        answer, arrived = await asyncio.gather(
+            send_tcp(system.ports["icscf"], message), wic.next_request()
+        )
+        assert arrived.method == "MESSAGE" and arrived.body == b"hello"
+        assert arrived.headers.get("Call-ID") == f"msg-{n}@127.0.0.1"
+        assert answer.status == 200, f"{answer.status} {answer.reason}"
+        bye = await wic.send(wic.register(USER1_IMPU, f"Bearer {system.token}", expires=0))
+        assert bye.status == 200
