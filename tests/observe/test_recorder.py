@@ -45,6 +45,14 @@ def test_sip_in_and_out_keep_the_bytes_the_addresses_and_the_element(tmp_path: P
     assert b"Max-Forwards: 70" in got[0].payload
     assert got[1].payload == b"SIP/2.0 200 OK\r\n\r\n"
     assert rec.path.name == f"ep-cscf-{os.getpid()}.trc"
+    assert rec.path.stat().st_mode & 0o777 == 0o600  # identities, addresses: owner only
+
+
+def test_the_trace_directory_is_the_owners_only(tmp_path: Path) -> None:
+    rec = TraceRecorder(tmp_path / "trace", "HSS")
+    rec.sip_out(b"x", TCP)
+    rec.close()
+    assert (tmp_path / "trace").stat().st_mode & 0o777 == 0o700
 
 
 def test_the_bearer_token_never_reaches_the_file(tmp_path: Path) -> None:

@@ -258,9 +258,11 @@ class TraceRecorder:
             self._file = None
             os.replace(self.path, self.path.with_suffix(".1" + SUFFIX))
         else:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            # Identities, addresses and user profiles: for the owner's eyes only.
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._prune()
-        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (kept open)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._file = os.fdopen(fd, "ab", buffering=0)
         header = file_header(self.element, os.getpid())
         self._file.write(header)
         self._size = len(header)
