@@ -135,3 +135,29 @@ async def test_s9_5_the_reg_event_subscription_is_refreshed_in_its_dialog(
         count = len(pcscf.core.of("SUBSCRIBE"))
     await asyncio.sleep(1.5)
     assert len(pcscf.core.of("SUBSCRIBE")) == count
+
+
+async def test_s8_26_notifies_that_are_not_for_our_subscription_are_refused(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+        [reg] = list(pcscf.app.bindings._by_flow.values())
+        await wait_until(lambda: reg.subscription is not None and reg.subscription.active)
+        [subscribe] = pcscf.core.of("SUBSCRIBE")
+        sub = reg.subscription
+        assert sub is not None and sub.to_tag
+        good = pcscf.core.notify_for(subscribe, sub.to_tag, "terminated", "terminated", "x")
+        cases = {
+            good.replace(f"tag={sub.from_tag}".encode(), b"tag=not-ours"): 481,
+            good.replace(b"Event: reg", b"Event: presence"): 489,
+            good.replace(b"application/reginfo+xml", b"text/plain"): 415,
+            good.replace(b"<reginfo", b"<nonsense").replace(b"</reginfo>", b"</nonsense>"): 400,
+        }
+        for n, (notify, status) in enumerate(cases.items(), start=2):
+            pcscf.core.send(notify)
+            await wait_until(lambda n=n: len(pcscf.core.responses) == n)  # type: ignore[misc]
+            assert pcscf.core.responses[-1].status == status, notify
+        # None of them touched the binding.
+        assert pcscf.app.bindings.for_flow(reg.flow) is reg and reg.impus
