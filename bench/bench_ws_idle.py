@@ -192,7 +192,8 @@ def separate_elements(config: Path, nofile: int) -> Iterator[int]:
     procs: list[subprocess.Popen[str]] = []
 
     def limits() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(nofile, hard), hard))
 
     try:
         for name in SEPARATE:
@@ -246,8 +247,16 @@ def main() -> None:
     low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     if args.connections > high - low:
         sys.exit(f"{args.connections} connections exceed the ephemeral range {low}-{high}")
-    nofile = args.connections + 4096
-    raise_nofile(nofile)
+    # The eP-CSCF needs a descriptor per connection plus its own (listeners, Mw
+    # connections, files); without CAP_SYS_RESOURCE the hard limit caps them.
+    wanted = args.connections + 256
+    nofile = raise_nofile(wanted)
+    if nofile < wanted:
+        print(
+            f"RLIMIT_NOFILE cannot go above {nofile} here (no CAP_SYS_RESOURCE):"
+            f" {nofile - 256} connections instead of {args.connections}"
+        )
+        args.connections = nofile - 256
     with tempfile.TemporaryDirectory(prefix="webims-idle-") as tmp:
         config = write_config(Path(tmp), token_ttl=7200)
         from webims.config import load_settings
@@ -268,10 +277,12 @@ def main() -> None:
             ca = settings.data_dir / "pki" / "ca.pem"
             workers = Workers(logins, settings.web.pcscf_url, ca, args.workers)
             try:
+                # One first, alone: the eP-CSCF fetches the WAF's JWKS on its first token.
+                workers.register(1)
                 t0 = time.monotonic()
-                held, failures = workers.register(args.warmup)
+                warm, failures = workers.register(args.warmup)
                 before = settled_rss(pid)
-                print(f"warm-up: {held} WICs registered, eP-CSCF VmRSS {before} KiB")
+                print(f"warm-up: {warm} WICs registered, eP-CSCF VmRSS {before} KiB")
                 held, failures = workers.register(args.connections)
                 took = time.monotonic() - t0
                 after = settled_rss(pid)
@@ -281,7 +292,7 @@ def main() -> None:
                 )
             finally:
                 workers.stop()
-    grown = held - args.warmup
+    grown = held - warm
     per = (after - before) / grown if grown > 0 else float("nan")
     what = "webims up (all elements)" if args.up else "webims run pcscf"
     print(

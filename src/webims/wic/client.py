@@ -296,7 +296,12 @@ class WicClient:
     async def _refresh_loop(self) -> None:
         while self.registration is not None and self.registration.expires:
             await asyncio.sleep(refresh_delay(self.registration.expires))
-            outcome = await self.register()
+            try:
+                outcome = await self.register()
+            except WicError as err:
+                log.warning("re-registration failed: %s", err)
+                self.registration = None
+                return
             if not outcome.ok:
                 log.warning("re-registration refused: %s %s", outcome.status, outcome.reason)
                 self.registration = None

@@ -14,13 +14,15 @@ from ..sip import Message, Request, Response
 
 __all__ = ["WireLog", "summary"]
 
-_ARROW = 44
+_ARROW = 48
 
 
 def summary(message: Message) -> str:
-    """The start line, short: ``REGISTER sip:home1.net`` or ``200 OK``."""
+    """The start line, short: ``REGISTER sip:home1.net (Expires 600)`` or ``200 OK``."""
     if isinstance(message, Request):
-        return f"{message.method} {message.uri_text}"
+        expires = message.headers.get("Expires") if message.method == "REGISTER" else None
+        tail = f" (Expires {expires})" if expires is not None else ""
+        return f"{message.method} {message.uri_text}{tail}"
     assert isinstance(message, Response)
     return f"{message.status} {message.reason}"
 
