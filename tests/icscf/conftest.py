@@ -171,7 +171,7 @@ async def register_at_hss(cx: CxClient, server_name: str) -> None:
 
 class FakeScscf:
     """A TCP SIP listener that answers every request (ACKs excepted) with
-    ``status`` and keeps what it received."""
+    ``status`` (0: never) and keeps what it received."""
 
     def __init__(self, port: int, status: int = 200) -> None:
         self.port = port
@@ -202,6 +202,8 @@ class FakeScscf:
                     continue
                 self.received.append(msg)
                 self._arrived.set()
+                if not self.status:
+                    continue  # a silent S-CSCF
                 extra = [("Contact", f"<sip:scscf@127.0.0.1:{self.port};transport=tcp>")]
                 resp = make_response(msg, self.status, to_tag=new_tag(), extra=extra)
                 writer.write(resp.serialize())

@@ -387,18 +387,37 @@ async def test_scscf_answering_480_is_replaced_once_after_a_capabilities_uar(
     assert_proxied_register(got, f"<sip:127.0.0.1:{second.port};transport=tcp;lr>", d.trusted_port)
 
 
-async def test_unreachable_scscf_is_replaced(start_icscf: StartIcscf, hss: Hss) -> None:
-    """No answer from the S-CSCF (its branch ends in 408 at Timer F, 64*T1;
-    T1 is 50 ms here): another S-CSCF is tried."""
+async def test_silent_scscf_is_replaced(start_icscf: StartIcscf, hss: Hss) -> None:
+    """No answer from the S-CSCF: its branch ends in 408 at Timer F (64*T1;
+    T1 is 50 ms here), then another S-CSCF is tried."""
     d = await start_icscf([[1], [1]], t1=0.05)
     first, second = d.scscfs
-    await first.close()
+    first.status = 0
     peer = await d.trusted()
     try:
         resp = await peer.send(register(d.port, peer.port))
     finally:
         await peer.close()
     assert resp.status == 200
+    assert len(first.received) == 1 and len(hss.uars) == 2
+    assert (await second.next_request()).method == "REGISTER"
+
+
+async def test_unreachable_scscf_is_replaced_at_once(start_icscf: StartIcscf, hss: Hss) -> None:
+    """A refused connection is a transport error (503 on the branch, RFC 3261
+    §17.1.4), known at once rather than at Timer F."""
+    d = await start_icscf([[1], [1]])
+    first, second = d.scscfs
+    await first.close()
+    peer = await d.trusted()
+    try:
+        started = asyncio.get_running_loop().time()
+        resp = await peer.send(register(d.port, peer.port))
+        waited = asyncio.get_running_loop().time() - started
+    finally:
+        await peer.close()
+    assert resp.status == 200
+    assert waited < 2.0  # Timer F would be 32 s
     assert len(hss.uars) == 2
     assert (await second.next_request()).method == "REGISTER"
 

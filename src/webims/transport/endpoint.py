@@ -104,6 +104,9 @@ class SipEndpoint:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._flushing = False
+        #: The next hop each connection we opened (or reused) was sent to, so
+        #: that its failure reaches the transactions that went to that hop.
+        self._hops: dict[Flow, Hop] = {}
         #: Called with every flow that closes (after the core was told).
         self.flow_closed_hooks: list[Callable[[Flow], None]] = []
         #: The element's message trace (``webims trace``); None: not recorded.
@@ -153,6 +156,12 @@ class SipEndpoint:
     def _on_flow_closed(self, flow: Flow) -> None:
         now = self.now()
         self.layer.transport_error(flow, now)
+        hop = self._hops.pop(flow, None)
+        if hop is not None:
+            # A connection to a next hop failed (refused, reset, closed): the
+            # client transactions sent to that hop learn it now (§17.1.4),
+            # rather than at Timer B/F.
+            self.layer.transport_error(hop, now)
         self.tu.process_events(now)
         self.flush()
         for hook in self.flow_closed_hooks:
@@ -196,6 +205,8 @@ class SipEndpoint:
                 flow = dest
             elif isinstance(dest, Hop):
                 flow = self.transport.send_to(data, dest.transport, dest.host, dest.port)
+                if dest.reliable:
+                    self._hops[flow] = dest
             else:
                 raise TransportError(f"cannot send to {dest!r}")
         except (TransportError, OSError) as err:
