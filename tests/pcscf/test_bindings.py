@@ -58,12 +58,27 @@ def test_unbinding_every_impu_removes_the_registration() -> None:
     table = Bindings()
     reg = registration(1)
     table.bind(reg)
-    table.subscribe(reg, RegSubscription("call-1", "tag-1"))
-    assert table.for_subscription("call-1") is reg
     assert not table.unbind_impus(reg, [impu_key("tel:+1555123")])
     assert table.for_impu(impu_key("tel:+1555123")) == []
     assert table.unbind_impus(reg, [impu_key("sip:alice@home1.net")])
-    assert len(table) == 0 and table.for_subscription("call-1") is None
+    assert len(table) == 0
+
+
+def test_one_subscription_per_impu_watches_every_registration_of_it() -> None:
+    table = Bindings()
+    key = impu_key("sip:alice@home1.net")
+    sub = RegSubscription("call-1", "tag-1", "sip:alice@home1.net", key)
+    table.add_subscription(sub)
+    a, b = registration(1), registration(2, instance="i2")
+    for reg in (a, b):
+        table.bind(reg)
+        reg.subscription = table.subscription_for(key)
+    assert table.subscription("call-1") is sub
+    assert table.watched_by(sub) == [a, b]
+    table.remove(a)
+    assert table.watched_by(sub) == [b]
+    assert table.end_subscription(sub) == [b]
+    assert b.subscription is None and table.subscription_for(key) is None
 
 
 def test_s9_3_10_expiry_in_order_and_refreshes_move_it() -> None:

@@ -161,3 +161,34 @@ async def test_s8_26_notifies_that_are_not_for_our_subscription_are_refused(
             assert pcscf.core.responses[-1].status == status, notify
         # None of them touched the binding.
         assert pcscf.app.bindings.for_flow(reg.flow) is reg and reg.impus
+
+
+async def test_s8_26_one_subscription_per_impu_for_all_its_connections(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    async with pcscf.wic() as first, pcscf.wic() as second:
+        assert (await first.register((await site.tokens())["access_token"])).status == 200
+        assert (await second.register((await site.tokens())["access_token"])).status == 200
+        await wait_until(lambda: len(pcscf.core.responses) == 1)  # the first NOTIFY's 200
+        [subscribe] = pcscf.core.of("SUBSCRIBE")
+        regs = pcscf.app.bindings.for_impu(USER1_IMPU)
+        assert len(regs) == 2 and regs[0].subscription is regs[1].subscription
+        sub = regs[0].subscription
+        assert sub is not None and sub.to_tag
+        # The network ends the first connection's contact: only its binding goes.
+        notify = pcscf.core.notify_for(
+            subscribe,
+            sub.to_tag,
+            "active",
+            "terminated",
+            "deactivated",
+            contact=first.contact_uri,
+        )
+        pcscf.core.send(notify)
+        await wait_until(lambda: len(pcscf.core.responses) == 2)
+        assert pcscf.core.responses[-1].status == 200
+        assert [r.flow_token for r in pcscf.app.bindings.for_impu(USER1_IMPU)] == [
+            regs[1].flow_token
+        ]
+        assert (await first.send(first.request_message("MESSAGE"))).status == 403
+        assert (await second.send(second.request_message("MESSAGE"))).status == 200

@@ -124,13 +124,7 @@ class EpCscf:
 
     def drop(self, reg: Registration, why: str) -> None:
         if self.bindings.remove(reg):
-            self.forget(reg)
             log.info("eP-CSCF: %s unbound from %s (%s)", reg.impi, reg.flow, why)
-
-    def forget(self, reg: Registration) -> None:
-        """A registration left the table: its subscription is not refreshed any more."""
-        if reg.subscription is not None:
-            self.cancel_refresh(reg.subscription)
 
     # -- reg event subscription refreshes ------------------------------------------------------
     def schedule_refresh(self, sub: RegSubscription, when: float) -> None:
@@ -183,7 +177,6 @@ class EpCscf:
         self._timer = None
         self._timer_at = None
         for reg in self.bindings.expire(self.cscf.now()):
-            self.forget(reg)
             log.info("eP-CSCF: registration of %s on %s expired", reg.impi, reg.flow)
         when = self.bindings.next_expiry()
         if when is not None:

@@ -9,9 +9,9 @@ A :class:`Registration` holds what TS 24.229 5.2.2.2 has the P-CSCF keep from th
 200: the Service-Route (RFC 3608), the P-Associated-URI list (the first is the default
 public user identity), the contact with its RFC 5626 instance and reg-id, the
 registration's expiry and the access token's.  :class:`Bindings` indexes them by flow,
-by IMPU, by (IMPI, instance, reg-id) for the RFC 5626 flow replacement, and by the
-Call-ID of the eP-CSCF's reg event subscription; it expires them on a heap the element
-arms one loop timer for.  Nothing here reads a clock or touches a socket.
+by IMPU, and by (IMPI, instance, reg-id) for the RFC 5626 flow replacement, keeps the
+eP-CSCF's reg event subscriptions (one per IMPU, by Call-ID), and expires registrations
+on a heap the element arms one loop timer for.  Nothing here reads a clock or touches a socket.
 """
 
 from __future__ import annotations
@@ -59,10 +59,18 @@ def impu_key(uri: URI | str) -> str:
 
 @dataclass(slots=True, eq=False)
 class RegSubscription:
-    """The eP-CSCF's subscription to the reg event package (RFC 3680, TS 24.229 5.2.3)."""
+    """The eP-CSCF's subscription to the reg event package (RFC 3680, TS 24.229 5.2.3).
+
+    One per IMPU, shared by every registration of this eP-CSCF whose default IMPU it is
+    (several connections, or a connection replaced by another): a subscription per
+    registration would have the S-CSCF notify each of them on every change.
+    """
 
     call_id: str
     from_tag: str
+    #: The subscribed IMPU (Request-URI and To) and its ``impu_key``.
+    impu: str
+    key: str
     #: The notifier's tag, known from the 200 (or from the first NOTIFY).
     to_tag: str | None = None
     active: bool = False
@@ -120,7 +128,8 @@ class Bindings:
         self._by_flow: dict[Flow, Registration] = {}
         self._by_impu: dict[str, list[Registration]] = {}
         self._by_instance: dict[tuple[str, str | None, str | None], Registration] = {}
-        self._by_subscription: dict[str, Registration] = {}
+        self._subscriptions: dict[str, RegSubscription] = {}
+        self._subscription_of: dict[str, RegSubscription] = {}
         self._expiries: list[tuple[float, int, Registration]] = []
         self._seq = itertools.count()
 
@@ -136,8 +145,34 @@ class Bindings:
         """The registrations an IMPU (an ``impu_key``) is bound to, on any connection."""
         return list(self._by_impu.get(impu, ()))
 
-    def for_subscription(self, call_id: str) -> Registration | None:
-        return self._by_subscription.get(call_id)
+    # -- reg event subscriptions ----------------------------------------------------------
+    def subscription(self, call_id: str) -> RegSubscription | None:
+        """The subscription of this dialog (its Call-ID), if it is still ours."""
+        return self._subscriptions.get(call_id)
+
+    def subscription_for(self, impu: str) -> RegSubscription | None:
+        """The subscription for an IMPU (an ``impu_key``), pending or active."""
+        return self._subscription_of.get(impu)
+
+    def add_subscription(self, sub: RegSubscription) -> None:
+        self._subscriptions[sub.call_id] = sub
+        self._subscription_of[sub.key] = sub
+
+    def end_subscription(self, sub: RegSubscription) -> list[Registration]:
+        """Forget a subscription; returns the registrations it watched (now unwatched)."""
+        if self._subscriptions.get(sub.call_id) is sub:
+            del self._subscriptions[sub.call_id]
+        if self._subscription_of.get(sub.key) is sub:
+            del self._subscription_of[sub.key]
+        sub.active = False
+        watched = self.watched_by(sub)
+        for reg in watched:
+            reg.subscription = None
+        return watched
+
+    def watched_by(self, sub: RegSubscription) -> list[Registration]:
+        """The bound registrations this subscription reports on."""
+        return [r for r in self._by_impu.get(sub.key, ()) if r.subscription is sub]
 
     # -- changes ----------------------------------------------------------------------
     def bind(self, reg: Registration) -> list[Registration]:
@@ -157,8 +192,6 @@ class Bindings:
             self._by_impu.setdefault(impu, []).append(reg)
         if reg.instance is not None:
             self._by_instance[reg.flow_key] = reg
-        if reg.subscription is not None:
-            self._by_subscription[reg.subscription.call_id] = reg
         self.schedule(reg)
         return replaced
 
@@ -177,11 +210,6 @@ class Bindings:
                 return  # just put back with the others
         heapq.heappush(heap, (reg.expires_at, next(self._seq), reg))
 
-    def subscribe(self, reg: Registration, subscription: RegSubscription) -> None:
-        reg.subscription = subscription
-        if not reg._gone:
-            self._by_subscription[subscription.call_id] = reg
-
     def remove(self, reg: Registration) -> bool:
         """Delete a registration and every identity bound by it; False if already gone."""
         if reg._gone:
@@ -197,9 +225,6 @@ class Bindings:
                     del self._by_impu[impu]
         if self._by_instance.get(reg.flow_key) is reg:
             del self._by_instance[reg.flow_key]
-        sub = reg.subscription
-        if sub is not None and self._by_subscription.get(sub.call_id) is reg:
-            del self._by_subscription[sub.call_id]
         return True
 
     def unbind_impus(self, reg: Registration, impus: Iterable[str]) -> bool:

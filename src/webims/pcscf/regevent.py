@@ -2,15 +2,20 @@
 
 After an initial registration the eP-CSCF subscribes for the default public user
 identity (contract item 5): Request-URI and To the IMPU, From and P-Asserted-Identity
-its own URI, Route the stored Service-Route, ``Event: reg``, ``Expires: 600000``.  Each
-NOTIFY on that dialog is answered 200 and applied (SPEC §1.4 G): an IMPU whose
-registration, or whose contact of this WIC, is ``terminated`` (``deactivated``,
-``rejected``, ``expired``, ``unregistered``) is unbound; with none left the whole
-registration goes.  ``Subscription-State: terminated`` ends the subscription.  A NOTIFY
-for no subscription of ours gets 481 (RFC 6665 §4.1.3), which ends it at the notifier.
-The S-CSCF grants at most the registration's remaining lifetime, so the subscription is
-refreshed in its dialog (RFC 6665 §4.1.2.1) 600 s before it lapses (at half-time when
-granted 1,200 s or less), as long as the registration it watches is bound.
+its own URI, Route the stored Service-Route, ``Event: reg``, ``Expires: 600000``.  One
+subscription per IMPU serves every registration of it through this eP-CSCF (the same
+user on several connections, a connection replaced by a new one): one per connection
+would cost the S-CSCF a NOTIFY to each on every change.
+
+Each NOTIFY on the dialog is answered 200 and applied to every registration it
+watches (SPEC §1.4 G): an IMPU whose registration, or whose contact of that WIC, is
+``terminated`` (``deactivated``, ``rejected``, ``expired``, ``unregistered``) is
+unbound; with none left the whole registration goes.  ``Subscription-State:
+terminated`` ends the subscription.  A NOTIFY for no subscription of ours, or for one
+that watches no registration any more, gets 481 (RFC 6665 §4.1.3), which ends it at
+the notifier.  The S-CSCF grants at most the registration's remaining lifetime, so the
+subscription is refreshed in its dialog (RFC 6665 §4.1.2.1) 600 s before it lapses (at
+half-time when granted 1,200 s or less) while it watches a registration.
 """
 
 from __future__ import annotations
@@ -39,46 +44,61 @@ REGINFO = "application/reginfo+xml"
 
 
 def subscribe(app: EpCscf, reg: Registration, now: float) -> None:
-    """Send the SUBSCRIBE of TS 24.229 5.2.3 for ``reg``'s default IMPU."""
+    """Have ``reg`` watched by the subscription for its default IMPU: the one this
+    eP-CSCF holds already (another connection of the same user), else a new SUBSCRIBE
+    (TS 24.229 5.2.3)."""
+    key = impu_key(reg.default_impu)
+    bindings = app.bindings
+    sub = bindings.subscription_for(key)
+    if sub is not None:
+        reg.subscription = sub
+        return
     config = app.config
-    me = f"sip:{config.host}"
-    sub = RegSubscription(call_id=new_call_id(config.host), from_tag=new_tag())
+    sub = RegSubscription(
+        call_id=new_call_id(config.host),
+        from_tag=new_tag(),
+        impu=reg.default_impu,
+        key=key,
+    )
     request = new_request(
         "SUBSCRIBE",
-        reg.default_impu,
-        from_=f"<{me}>;tag={sub.from_tag}",
-        to=f"<{reg.default_impu}>",
+        sub.impu,
+        from_=f"<sip:{config.host}>;tag={sub.from_tag}",
+        to=f"<{sub.impu}>",
         call_id=sub.call_id,
         cseq=sub.cseq,
         contact=f"<sip:{config.host}:{config.port};transport=tcp>",
         route=list(reg.service_route),
         extra=_subscribe_headers(app),
     )
-    app.bindings.subscribe(reg, sub)
-    app.core.originate(request, _on_answer(app, reg, sub), now=now)
+    bindings.add_subscription(sub)
+    reg.subscription = sub
+    app.core.originate(request, _on_answer(app, sub), now=now)
 
 
 def refresh(app: EpCscf, sub: RegSubscription, now: float) -> None:
     """RFC 6665 §4.1.2.1: refresh the subscription in its dialog before it lapses,
-    while a registration it watches is bound (the one that made it, or the one that
-    replaced it on a new connection)."""
-    reg = app.bindings.for_subscription(sub.call_id)
-    if reg is None or reg.subscription is not sub or not sub.active:
+    while a registration it watches is bound; else let it lapse."""
+    bindings = app.bindings
+    if bindings.subscription(sub.call_id) is not sub or not sub.active:
+        return
+    if not bindings.watched_by(sub):
+        bindings.end_subscription(sub)
         return
     config = app.config
     sub.cseq += 1
     request = new_request(
         "SUBSCRIBE",
-        sub.remote_target or reg.default_impu,
+        sub.remote_target or sub.impu,
         from_=f"<sip:{config.host}>;tag={sub.from_tag}",
-        to=f"<{reg.default_impu}>;tag={sub.to_tag}",
+        to=f"<{sub.impu}>;tag={sub.to_tag}",
         call_id=sub.call_id,
         cseq=sub.cseq,
         contact=f"<sip:{config.host}:{config.port};transport=tcp>",
         route=list(sub.route_set),
         extra=_subscribe_headers(app),
     )
-    app.core.originate(request, _on_answer(app, reg, sub), now=now)
+    app.core.originate(request, _on_answer(app, sub), now=now)
 
 
 def _subscribe_headers(app: EpCscf) -> list[tuple[str, str]]:
@@ -98,16 +118,15 @@ def refresh_delay(granted: int) -> float:
     return granted - 600.0 if granted > 1200 else granted / 2
 
 
-def _on_answer(
-    app: EpCscf, reg: Registration, sub: RegSubscription
-) -> Callable[[Response, float], None]:
+def _on_answer(app: EpCscf, sub: RegSubscription) -> Callable[[Response, float], None]:
     def on_response(resp: Response, now: float) -> None:
         if resp.status < 200:
             return
         if resp.status >= 300:
-            sub.active = False
+            # Gone: the next registration of the IMPU subscribes afresh.
             app.cancel_refresh(sub)
-            log.warning("eP-CSCF: reg event SUBSCRIBE for %s: %d", reg.default_impu, resp.status)
+            app.bindings.end_subscription(sub)
+            log.warning("eP-CSCF: reg event SUBSCRIBE for %s: %d", sub.impu, resp.status)
             return
         sub.active = True
         sub.to_tag = sub.to_tag or resp.to_tag
@@ -130,18 +149,25 @@ def _on_answer(
 
 
 def handle_notify(app: EpCscf, ctx: ProxyContext, now: float) -> None:
-    """A NOTIFY from the S-CSCF for the eP-CSCF's own subscription."""
+    """A NOTIFY from the S-CSCF for one of the eP-CSCF's own subscriptions."""
     req = ctx.request
-    reg = app.bindings.for_subscription(req.call_id)
-    sub = reg.subscription if reg is not None else None
-    if reg is None or sub is None or req.to_tag != sub.from_tag:
+    bindings = app.bindings
+    sub = bindings.subscription(req.call_id)
+    if sub is None or req.to_tag != sub.from_tag:
         ctx.respond(481, now=now)
         return
     if (req.headers.get("Event") or "").split(";", 1)[0].strip().lower() != "reg":
         ctx.respond(489, now=now)
         return
-    sub.to_tag = sub.to_tag or req.from_tag
     state = (req.headers.get("Subscription-State") or "").split(";", 1)[0].strip().lower()
+    watched = bindings.watched_by(sub)
+    if not watched:  # nothing of ours left to watch: the subscription ends here
+        app.cancel_refresh(sub)
+        bindings.end_subscription(sub)
+        # Its last NOTIFY is taken; any other is refused, which ends it at the notifier.
+        ctx.respond(200 if state == "terminated" else 481, now=now)
+        return
+    sub.to_tag = sub.to_tag or req.from_tag
     registrations: tuple[ReginfoRegistration, ...] = ()
     if req.body:
         if req.content_type != REGINFO:
@@ -154,13 +180,13 @@ def handle_notify(app: EpCscf, ctx: ProxyContext, now: float) -> None:
             ctx.respond(400, now=now)
             return
     ctx.respond(200, now=now)
+    for reg in watched:
+        gone = [impu_key(r.aor) for r in registrations if _ends_for(reg, r)]
+        if gone and bindings.unbind_impus(reg, gone):
+            log.info("eP-CSCF: %s unbound from %s by the reg event", reg.impi, reg.flow)
     if state == "terminated":
-        sub.active = False
         app.cancel_refresh(sub)
-    gone = [impu_key(r.aor) for r in registrations if _ends_for(reg, r)]
-    if gone and app.bindings.unbind_impus(reg, gone):
-        app.forget(reg)
-        log.info("eP-CSCF: %s unbound from %s by the reg event", reg.impi, reg.flow)
+        bindings.end_subscription(sub)
 
 
 def _ends_for(reg: Registration, registration: ReginfoRegistration) -> bool:

@@ -358,16 +358,10 @@ def on_register_response(app: EpCscf, attempt: RegisterAttempt, resp: Response, 
         authorization_entity=attempt.authorization_entity,
         charging_function_addresses=resp.headers.get("P-Charging-Function-Addresses"),
     )
-    replaced = bindings.bind(reg)
-    inherited = next(
-        (r.subscription for r in replaced if r.subscription is not None and r.impi == reg.impi),
-        None,
-    )
-    if inherited is not None:
-        bindings.subscribe(reg, inherited)
+    bindings.bind(reg)
     app.bound(reg)
     log.info("eP-CSCF: %s bound to %s for %d s", reg.impi, flow, expires)
-    if inherited is None and app.config.subscribe_reg_event:
+    if app.config.subscribe_reg_event:
         regevent.subscribe(app, reg, now)
 
 

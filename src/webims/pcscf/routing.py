@@ -143,7 +143,7 @@ def from_core(app: EpCscf, ctx: ProxyContext, now: float) -> None:
         record_route = app.flow_uri(token) if dialog_forming else None
         ctx.forward([Target(req.uri, dest=flow)], record_route=record_route, now=now)
         return
-    if req.method == "NOTIFY" and app.bindings.for_subscription(req.call_id) is not None:
+    if req.method == "NOTIFY" and app.bindings.subscription(req.call_id) is not None:
         regevent.handle_notify(app, ctx, now)
         return
     if not req.routes and app.cscf.endpoint.is_local(req.uri):
