@@ -58,10 +58,11 @@ class FakeHttpRequest:
 
     method: str
     path: str
+    client: tuple[str, int] = WIC_HTTPS
     scope: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.scope = {"path": self.path, "client": WIC_HTTPS, "server": WEB, "scheme": "https"}
+        self.scope = {"path": self.path, "client": self.client, "server": WEB, "scheme": "https"}
 
 
 @dataclass
@@ -122,7 +123,15 @@ class Deployment:
         self.web.http(FakeHttpRequest("POST", "/token"), 200, user, [impu])
         self.clock.tick(20)
 
-    def register(self, n: int, user: str = "user1", *, outcome: int = 200, web: bool = True) -> str:
+    def register(
+        self,
+        n: int,
+        user: str = "user1",
+        *,
+        outcome: int = 200,
+        web: bool = True,
+        introspect: bool = False,
+    ) -> str:
         """Steps 1-8 for ``user``; the Call-ID.  Without ``web``: a SIP phone's
         first REGISTER over UDP, no token, challenged after a MAR."""
         impu = f"sip:{user}_public1@home1.net"
@@ -132,6 +141,9 @@ class Deployment:
             self.oauth(user, impu)
             wic_reg = register(call_id, impu, f"Authorization: Bearer {TOKEN}\r\n", "WSS w.invalid")
             self.sip(wic_reg, None, self.p, WIC_WSS, P_WSS, transport="wss")
+            if introspect:  # RFC 7662, from the eP-CSCF's HTTP client
+                self.clock.tick(2)
+                self.web.http(FakeHttpRequest("POST", "/introspect", (IP, 42000)), 200)
             digest = (
                 f'Authorization: Digest username="{impi}", realm="home1.net", '
                 'uri="sip:home1.net", nonce="", response="", integrity-protected="auth-done", '

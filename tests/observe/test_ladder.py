@@ -117,6 +117,21 @@ def test_a_reregistration_on_the_same_connection_says_it_is_open(tmp_path: Path)
     assert second.steps[6].label.startswith("WSS connection (TLS, subprotocol sip), open since -")
 
 
+def test_introspection_is_part_of_step_4_before_the_decision(tmp_path: Path) -> None:
+    dep = Deployment(tmp_path)
+    dep.register(1, "user1", introspect=True)
+    dep.close()
+    [flow] = load_flows(tmp_path)
+    got = shape(flow)
+    assert got[8:12] == [
+        (4, "eP-CSCF", "WWSF/WAF", "POST /introspect"),
+        (None, "WWSF/WAF", "eP-CSCF", "200 (token introspection)"),
+        (4, "eP-CSCF", "eP-CSCF", got[10][3]),
+        (5, "eP-CSCF", "I-CSCF", "REGISTER sip:home1.net (auth-done)"),
+    ]
+    assert got[10][3].startswith("token valid: IMPI user1_private@home1.net")
+
+
 def test_a_refused_register_ends_with_its_answer(tmp_path: Path) -> None:
     dep = Deployment(tmp_path)
     dep.register(1, "user1", outcome=403)

@@ -311,14 +311,14 @@ def _validation_step(
     if not bearer:
         label = "no Bearer token: SIP Digest at the S-CSCF (TS 24.229 5.4.1.2)"
         return Step(4, register.time, at, at, label, "note", order=1)
-    forwarded = next(
-        (v for x, v in chain if v.is_request and x.sender == at and x.time >= register.time),
-        None,
-    )
+    # Drawn where the decision shows: just before the eP-CSCF's next message
+    # of the transaction (after any introspection), else after the REGISTER.
+    after = [(x, v) for x, v in chain if x.sender == at and x.time >= register.time]
+    forwarded = next(((x, v) for x, v in after if v.is_request), None)
     if forwarded is None:
         label = "token not accepted: REGISTER not forwarded"
     else:
-        digest = next((a for a in forwarded.authorization if "auth-done" in a), "")
+        digest = next((a for a in forwarded[1].authorization if "auth-done" in a), "")
         impi = _param(digest, "username") if digest else None
         entity = _param(digest, "authorization-entity") if digest else None
         label = "token valid"
@@ -326,6 +326,8 @@ def _validation_step(
             label += f": IMPI {impi}"
         if entity:
             label += f", WAF {entity}"
+    if after:
+        return Step(4, after[0][0].time, at, at, label, "note", order=-1)
     return Step(4, register.time, at, at, label, "note", order=1)
 
 
