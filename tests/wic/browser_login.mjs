@@ -7,7 +7,9 @@
 // MODES, comma-separated: "refresh" waits for the page's next token refresh
 // and reports the storage after it (and the registration state once settled
 // again); "registered" waits for the SIP registration to succeed rather than
-// for it to settle either way.
+// for it to settle either way; "hold" then writes "hold: registered" on
+// stderr and waits for a line on stdin before going on (the test looks at
+// the IMS core while the browser is registered).
 //
 // The user "guest" presses the login page's guest button instead of logging in.
 // Prints one JSON object on stdout: what the page shows (IMPI, IMPUs, the
@@ -102,6 +104,12 @@ try {
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
 
+  if (modes.has("hold")) {
+    process.stderr.write("hold: registered\n");
+    await new Promise((resolve) => process.stdin.once("data", resolve));
+    process.stdin.pause();
+  }
+
   let refreshed = null;
   if (modes.has("refresh")) {
     const before = await page.evaluate(() => Number(document.getElementById("refreshes").textContent));
@@ -126,6 +134,10 @@ try {
     impus: [...document.querySelectorAll("#impus li")].map((li) => li.textContent),
   }));
   reloaded.requested = requested.slice(before);
+  // Registered again from the new WebSocket (same +sip.instance and reg-id):
+  // the logout's unregistration then removes the only binding.
+  await page.waitForFunction(settledIn, settled, { timeout: 15000 });
+  reloaded.regState = await page.evaluate(() => document.getElementById("reg-state").dataset.state);
 
   await page.locator("#logout").click();
   await page.waitForFunction(() => document.body.dataset.state === "signed-out");

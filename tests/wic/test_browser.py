@@ -6,11 +6,13 @@ as user1, come back to the page.  Then the page must show the IMPI and the
 IMPU, hold a token that the WAF signed for user1 (checked against the JWKS and
 by introspection), never have put a token in a URL, refresh the token before
 it expires (with a new refresh token: rotation), and log out so that the
-tokens are dead.  The SIP side goes as far as this version of the system
-does: the WebSocket to the eP-CSCF's wss:// listener opens (subprotocol sip)
-and the REGISTER gets a SIP answer, which the page shows as the registration
-state, with the identities still on screen.  A screenshot is saved in
-tests/wic/artifacts/ (git-ignored) and its path printed.
+tokens are dead.  The SIP side is the seed flow itself (TS 24.371 Annex
+A.3.2): the WIC registers over WSS through the eP-CSCF, the I-CSCF and the
+S-CSCF; while the browser holds its registration the test finds it in the
+IMS core (the HSS says user1 is registered at the S-CSCF, and an OPTIONS sent
+to user1's IMPU at the I-CSCF is routed by LIR, the S-CSCF's binding and the
+eP-CSCF's flow to the browser, whose JsSIP answers it).  A screenshot is saved
+in tests/wic/artifacts/ (git-ignored) and its path printed.
 
 Chromium or Node missing fails the test: a browser test that skips would pass
 unnoticed.
@@ -21,15 +23,20 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import subprocess
 import sys
+import time
+import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from webims.devca import ensure_dev_ca
-from webims.sip import Request
+from webims.sip import Request, Response, parse_message
 from webims.sip.auth import BearerCredentials
 
 from .conftest import (
@@ -81,12 +88,98 @@ def run_browser(system: WebSystem, screenshot: Path, **kwargs: Any) -> dict[str,
     return browser_result(out.returncode, out.stdout, out.stderr)
 
 
+def run_browser_holding(
+    system: WebSystem, screenshot: Path, while_registered: Callable[[], None], modes: str
+) -> dict[str, Any]:
+    """:func:`run_browser` in mode "hold": ``while_registered`` runs while the
+    browser is registered, then the browser goes on (refresh, reload, logout)."""
+    command = browser_command(system.url, screenshot, modes=f"{modes},registered,hold")
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        errors: list[str] = []
+        for line in proc.stderr:
+            if line.startswith("hold: registered"):
+                break
+            errors.append(line)
+        else:
+            out, _ = proc.communicate(timeout=30)
+            pytest.fail(f"the browser never registered:\n{''.join(errors)}\n{out}")
+        while_registered()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=100)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return browser_result(proc.returncode, out, "".join(errors) + err)
+
+
+def system_ports(system: WebSystem) -> dict[str, Any]:
+    return tomllib.loads(system.config.read_text())
+
+
+def hss_view(system: WebSystem, name: str) -> dict[str, Any]:
+    api = system_ports(system)["hss"]["api_port"]
+    key = (system.data_dir / "hss-api-key").read_text().strip()
+    got = httpx.get(f"http://127.0.0.1:{api}/subscribers/{name}", headers={"X-API-Key": key})
+    assert got.status_code == 200, got.text
+    view: dict[str, Any] = got.json()
+    return view
+
+
+def options_through_the_core(system: WebSystem, impu: str) -> Response:
+    """OPTIONS to ``impu`` sent to the I-CSCF over TCP, as another network would."""
+    port = system_ports(system)["icscf"]["sip_port"]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        local = sock.getsockname()
+        sock.sendall(
+            (
+                f"OPTIONS {impu} SIP/2.0\r\n"
+                f"Via: SIP/2.0/TCP 127.0.0.1:{local[1]};branch=z9hG4bK-probe-{local[1]}\r\n"
+                "Max-Forwards: 70\r\n"
+                "From: <sip:probe@example.net>;tag=probe\r\n"
+                f"To: <{impu}>\r\n"
+                f"Call-ID: probe-{local[1]}@example.net\r\n"
+                "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+        )
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                assert chunk, f"connection closed: {data!r}"
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            resp = parse_message(head + b"\r\n\r\n")
+            length = resp.content_length or 0
+            while len(rest) < length:
+                rest += sock.recv(65536)
+            data = rest[length:]
+            assert isinstance(resp, Response)
+            if resp.status >= 200:
+                return resp
+
+
 @pytest.mark.timeout(180)
 def test_user1_logs_in_with_chromium_and_the_wic_shows_the_impu_and_holds_a_token(
     web_system: WebSystem,
 ) -> None:
     screenshot = ARTIFACTS / "wic-user1.png"
-    page = run_browser(web_system, screenshot, modes="refresh")
+    seen: dict[str, Any] = {}
+
+    def in_the_core() -> None:
+        seen["hss"] = hss_view(web_system, "user1")
+        seen["options"] = options_through_the_core(web_system, USER1["impu"][0])
+
+    page = run_browser_holding(web_system, screenshot, in_the_core, modes="refresh")
     print(f"screenshot: {screenshot}")
     assert screenshot.is_file() and screenshot.stat().st_size > 5_000
 
@@ -113,13 +206,21 @@ def test_user1_logs_in_with_chromium_and_the_wic_shows_the_impu_and_holds_a_toke
     leaked = [u for u in page["requested"] if token in u or refresh in u]
     assert leaked == []
 
-    # SIP over WSS: the WebSocket to the eP-CSCF opened and the REGISTER was
-    # answered; whatever the answer, the page says so and keeps the identities.
-    assert page["regState"] in {"registered", "failed"}, page["regText"]
-    if page["regState"] == "failed":
-        # A SIP status in the reason: the REGISTER went over the WebSocket and
-        # the eP-CSCF answered it (this version of it does not register yet).
-        assert re.fullmatch(r"failed: .*\(\d{3} [^)]*\)", page["regText"]), page["regText"]
+    # The seed flow: registered over WSS through eP-CSCF, I-CSCF and S-CSCF.
+    assert page["regState"] == "registered", page["regText"]
+    # While it was: the HSS had user1's IMPU registered at this S-CSCF ...
+    s_port = system_ports(web_system)["scscf"]["sip_port"]
+    (public,) = [p for p in seen["hss"]["publics"] if p["impu"] == USER1["impu"][0]]
+    assert public["state"] == "registered"
+    assert seen["hss"]["assignment"]["server_name"] == (
+        f"sip:scscf.home1.net:{s_port};transport=tcp"
+    )
+    # ... and the S-CSCF's binding, through the eP-CSCF's flow, reached the
+    # browser: its JsSIP answered an OPTIONS for the IMPU.
+    options = seen["options"]
+    assert options.status == 200, options.status
+    # JsSIP's own answer (it lists the DTMF relay it supports), not a proxy's.
+    assert "application/dtmf-relay" in (options.headers.get("Accept") or "")
 
     # Refresh before expiry (80% of TOKEN_TTL), with a rotated refresh token.
     assert page["refreshed"] is not None
@@ -139,6 +240,7 @@ def test_user1_logs_in_with_chromium_and_the_wic_shows_the_impu_and_holds_a_toke
     assert again["access_token"] == fresh["access_token"]
     assert page["reloaded"]["impus"] == USER1["impu"]
     assert not [u for u in page["reloaded"]["requested"] if "/authorize" in u or "/login" in u]
+    assert page["reloaded"]["regState"] == "registered"  # again, from the new WebSocket
 
     # Logout: storage cleared, the login button back, and the tokens dead.
     assert page["afterLogout"]["storage"] == {}
@@ -158,6 +260,15 @@ def test_user1_logs_in_with_chromium_and_the_wic_shows_the_impu_and_holds_a_toke
             "/introspect", data={"token": fresh["access_token"]}, auth=INTROSPECT_AUTH
         )
         assert answer.status_code == 200 and answer.json() == {"active": False}
+    # The logout unregistered: the S-CSCF told the HSS (SAR USER_DEREGISTRATION).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        view = hss_view(web_system, "user1")
+        (public,) = [p for p in view["publics"] if p["impu"] == USER1["impu"][0]]
+        if public["state"] != "registered":
+            break
+        time.sleep(0.2)
+    assert public["state"] != "registered", view
 
 
 @pytest.mark.timeout(120)

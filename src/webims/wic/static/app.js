@@ -28,6 +28,7 @@ import {
 
 const SESSION_KEY = "webims.wic.session";
 const PENDING_KEY = "webims.wic.pending";
+const INSTANCE_KEY = "webims.wic.instance";
 
 const $ = (id) => document.getElementById(id);
 
@@ -94,6 +95,20 @@ function forget() {
   wic.tokens = null;
   sessionStorage.removeItem(SESSION_KEY);
   sessionStorage.removeItem(PENDING_KEY);
+  sessionStorage.removeItem(INSTANCE_KEY);
+}
+
+// The +sip.instance of this tab's WIC (RFC 5626 §4.1): the same across a
+// reload, so that the REGISTER from the new WebSocket replaces the binding
+// of the old one rather than adding a second contact that lingers until it
+// expires.
+function instanceId() {
+  let id = sessionStorage.getItem(INSTANCE_KEY);
+  if (!id) {
+    id = crypto.randomUUID();
+    sessionStorage.setItem(INSTANCE_KEY, id);
+  }
+  return id;
 }
 
 function renderIdentities(tokens) {
@@ -182,6 +197,7 @@ async function startSip() {
       url: wic.config.pcscf_url,
       impu: wic.tokens.impu[0],
       token: wic.tokens.access_token,
+      instanceId: instanceId(),
       onState: setRegistration,
     });
     wic.line.start();

@@ -42,7 +42,7 @@ class WatchedSocket extends JsSIP.WebSocketInterface {
 }
 
 export class SipLine {
-  constructor({ url, impu, token, onState, expires = 600 }) {
+  constructor({ url, impu, token, onState, instanceId, expires = 600 }) {
     this.url = url;
     this.onState = onState;
     this.stopped = false;
@@ -54,6 +54,7 @@ export class SipLine {
       authorization_jwt: `Bearer ${token}`,
       register: true,
       register_expires: expires,
+      instance_id: instanceId,
       session_timers: false,
       user_agent: "webims-wic (JsSIP)",
       connection_recovery_min_interval: 2,
