@@ -131,6 +131,8 @@ def start(name: str, config: Path) -> Process:
     proc = Process(name, popen)
     threading.Thread(target=proc.drain, name=f"drain-{name}", daemon=True).start()
     if not proc.ready.wait(30) or popen.poll() is not None:
+        popen.kill()
+        popen.wait(5)
         raise AssertionError(f"webims run {name} did not become ready:\n{proc.output}")
     return proc
 
