@@ -8,7 +8,7 @@ comes back after the I-CSCF's UAR and the S-CSCF's SAR (see
 ``webims.wic.bench`` for the subscribers and tokens used).
 
     python bench/bench_register.py [--clients 20] [--duration 10] [--json]
-                                   [--profile server.prof]
+                                   [--profile server.prof | --separate]
 
 Prints the figures against the targets (issue 5): >= 1,000 registrations/s,
 0 failures, p99 <= 50 ms, and the CPU time the server process spent per
@@ -16,7 +16,9 @@ registration while under load (``/proc/<pid>/stat``): all elements share
 that one process, so 1000 / that figure bounds its rate on one core.  With
 ``--profile FILE`` cProfile runs in the server from the bench's first
 progress line to its end (SIGUSR1/SIGUSR2), and the functions it spent most
-time in are printed.
+time in are printed.  With ``--separate`` each element runs in its own
+``webims run`` process (HSS, web element, I-CSCF, S-CSCF, eP-CSCF) and the
+CPU time per registration is also given per element.
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 TARGET_RATE = 1000.0
 TARGET_P99_MS = 50.0
+#: The elements of ``webims up``, each in its own ``webims run`` process.
+SEPARATE = ("hss", "wwsf", "icscf", "scscf", "pcscf")
 
 
 def free_port() -> int:
@@ -152,6 +156,54 @@ def webims_up(
             proc.communicate()
 
 
+@contextlib.contextmanager
+def separate_elements(config: Path, nofile: int = 4096) -> Iterator[dict[str, int]]:
+    """``webims run NAME`` for each element, one process each (started in
+    this order); yields their pids by name."""
+    env = _env()
+    procs: list[subprocess.Popen[str]] = []
+
+    def limits() -> None:
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(nofile, hard), hard))
+
+    try:
+        for name in SEPARATE:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "webims", "run", name, "--config", str(config)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+                preexec_fn=limits,  # noqa: PLW1509 - setrlimit only
+            )
+            procs.append(proc)
+            assert proc.stdout is not None
+            printed = []
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                printed.append(line)
+                if line.startswith("ready"):
+                    break
+            if not printed or not printed[-1].startswith("ready"):
+                raise SystemExit(f"webims run {name} did not start:\n" + "".join(printed))
+        yield {name: proc.pid for name, proc in zip(SEPARATE, procs, strict=True)}
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -160,14 +212,15 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class LoadWindow:
-    """The server's CPU time and the successes counted between the bench's
+    """The servers' CPU time and the successes counted between the bench's
     first progress line and its end."""
 
-    server: int
+    #: The server processes by name (the first one is profiled).
+    servers: dict[str, int]
     profile: bool
-    cpu0: float = 0.0
+    cpu0: dict[str, float] = field(default_factory=dict)
+    cpu1: dict[str, float] = field(default_factory=dict)
     ok0: int = 0
-    cpu1: float = 0.0
     ok1: int = 0
     started: bool = False
 
@@ -177,20 +230,25 @@ class LoadWindow:
         ok = int(line.split(" ok ", 1)[1].split(maxsplit=1)[0])
         if not self.started:
             self.started = True
-            self.cpu0, self.ok0 = cpu_seconds(self.server), ok
+            self.cpu0, self.ok0 = self._cpu(), ok
             if self.profile:
-                os.kill(self.server, signal.SIGUSR1)
-        self.cpu1, self.ok1 = cpu_seconds(self.server), ok
+                os.kill(next(iter(self.servers.values())), signal.SIGUSR1)
+        self.cpu1, self.ok1 = self._cpu(), ok
+
+    def _cpu(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.servers.items()}
 
     def end(self) -> None:
         if self.started and self.profile:
-            os.kill(self.server, signal.SIGUSR2)
+            os.kill(next(iter(self.servers.values())), signal.SIGUSR2)
             time.sleep(1.0)
 
-    @property
-    def cpu_ms_per_registration(self) -> float:
+    def cpu_ms_per_registration(self, name: str | None = None) -> float:
+        """Of one server, or of all together."""
         done = self.ok1 - self.ok0
-        return (self.cpu1 - self.cpu0) * 1000 / done if done > 0 else float("nan")
+        names = [name] if name else list(self.servers)
+        spent = sum(self.cpu1.get(n, 0.0) - self.cpu0.get(n, 0.0) for n in names)
+        return spent * 1000 / done if done > 0 else float("nan")
 
 
 def run_bench(
@@ -247,16 +305,30 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="Profile the server (cProfile) under load into FILE."
     )
+    parser.add_argument(
+        "--separate",
+        action="store_true",
+        help="Each element in its own `webims run` process instead of one `webims up`.",
+    )
     if len(sys.argv) > 2 and sys.argv[1] == "--profiled-server":
         _profiled_server(Path(sys.argv[2]), sys.argv[4:])
         return
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="webims-bench-") as tmp:
         config = write_config(Path(tmp))
-        with webims_up(config, profile=args.profile) as server:
-            window = LoadWindow(server.pid, args.profile is not None)
-            result = run_bench(config, args.clients, args.duration, window)
-    result["server_cpu_ms_per_registration"] = round(window.cpu_ms_per_registration, 3)
+        if args.separate:
+            with separate_elements(config) as pids:
+                window = LoadWindow(pids, profile=False)
+                result = run_bench(config, args.clients, args.duration, window)
+        else:
+            with webims_up(config, profile=args.profile) as server:
+                window = LoadWindow({"up": server.pid}, args.profile is not None)
+                result = run_bench(config, args.clients, args.duration, window)
+    result["server_cpu_ms_per_registration"] = round(window.cpu_ms_per_registration(), 3)
+    if args.separate:
+        result["cpu_ms_per_registration_by_element"] = {
+            name: round(window.cpu_ms_per_registration(name), 3) for name in SEPARATE
+        }
     ok = result["failed"] == 0
     print(
         f"register: {result['rate']:.1f} registrations/s (target >= {TARGET_RATE:,.0f})"
@@ -271,12 +343,21 @@ def main() -> None:
         f" (target p99 <= {TARGET_P99_MS:.0f} ms)"
         f" {'ok' if result['p99_ms'] <= TARGET_P99_MS else 'ABOVE TARGET'}"
     )
-    print(f"({result['clients']} clients, {result['duration_s']} s, one `webims up` process)")
-    per = window.cpu_ms_per_registration
+    how = "one `webims run` process per element" if args.separate else "one `webims up` process"
+    print(f"({result['clients']} clients, {result['duration_s']} s, {how})")
+    per = window.cpu_ms_per_registration()
+    where = "the elements' processes" if args.separate else "the `webims up` process"
     print(
-        f"server:   {per:.2f} ms of CPU per registration in the `webims up` process"
+        f"server:   {per:.2f} ms of CPU per registration in {where}"
         f" (one core: at most {1000 / per:,.0f} registrations/s)"
     )
+    if args.separate:
+        print(
+            "          by element: "
+            + ", ".join(
+                f"{n} {v:.2f} ms" for n, v in result["cpu_ms_per_registration_by_element"].items()
+            )
+        )
     if result.get("errors"):
         print("errors:   " + ", ".join(f"{k}: {v}" for k, v in result["errors"].items()))
     if args.profile is not None:

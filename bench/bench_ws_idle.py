@@ -37,10 +37,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing as mp
-import os
 import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,11 +47,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_register import SRC, webims_up, write_config
+from bench_register import SRC, separate_elements, webims_up, write_config
 
 sys.path.insert(0, str(SRC))
 TARGET_KIB = 32.0
-SEPARATE = ("hss", "wwsf", "icscf", "scscf", "pcscf")
 
 
 def raise_nofile(wanted: int) -> int:
@@ -186,54 +182,14 @@ class Workers:
 
 
 @contextlib.contextmanager
-def separate_elements(config: Path, nofile: int) -> Iterator[int]:
-    """``webims run NAME`` for each element; yields the eP-CSCF's pid."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(SRC))
-    procs: list[subprocess.Popen[str]] = []
-
-    def limits() -> None:
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(nofile, hard), hard))
-
-    try:
-        for name in SEPARATE:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "webims", "run", name, "--config", str(config)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=env,
-                preexec_fn=limits,  # noqa: PLW1509 - setrlimit only
-            )
-            procs.append(proc)
-            assert proc.stdout is not None
-            printed = []
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                printed.append(line)
-                if line.startswith("ready"):
-                    break
-            if not printed or not printed[-1].startswith("ready"):
-                raise SystemExit(f"webims run {name} did not start:\n" + "".join(printed))
-        yield procs[-1].pid
-    finally:
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-
-
-@contextlib.contextmanager
-def one_process(config: Path, nofile: int) -> Iterator[int]:
-    with webims_up(config, nofile=nofile) as proc:
-        yield proc.pid
+def measured_process(config: Path, nofile: int, *, up: bool) -> Iterator[int]:
+    """The pid whose memory is measured: ``webims up``'s, or ``webims run pcscf``'s."""
+    if up:
+        with webims_up(config, nofile=nofile) as proc:
+            yield proc.pid
+    else:
+        with separate_elements(config, nofile) as pids:
+            yield pids["pcscf"]
 
 
 def main() -> None:
@@ -270,8 +226,7 @@ def main() -> None:
             )
         )
         print(f"provisioned {args.connections} subscribers in {time.monotonic() - t0:.1f} s")
-        system = one_process if args.up else separate_elements
-        with system(config, nofile) as pid:
+        with measured_process(config, nofile, up=args.up) as pid:
             # Signed with the key the web element made at its start.
             logins = [(lg.impus[0], lg.access_token) for lg in mint_logins(settings, subs)]
             ca = settings.data_dir / "pki" / "ca.pem"
