@@ -124,7 +124,7 @@ class EpCscf:
 
     def drop(self, reg: Registration, why: str) -> None:
         if self.bindings.remove(reg):
-            log.info("eP-CSCF: %s unbound from %s (%s)", reg.impi, reg.flow, why)
+            log.debug("eP-CSCF: %s unbound from %s (%s)", reg.impi, reg.flow, why)
 
     # -- reg event subscription refreshes ------------------------------------------------------
     def schedule_refresh(self, sub: RegSubscription, when: float) -> None:
@@ -177,7 +177,7 @@ class EpCscf:
         self._timer = None
         self._timer_at = None
         for reg in self.bindings.expire(self.cscf.now()):
-            log.info("eP-CSCF: registration of %s on %s expired", reg.impi, reg.flow)
+            log.debug("eP-CSCF: registration of %s on %s expired", reg.impi, reg.flow)
         when = self.bindings.next_expiry()
         if when is not None:
             self._arm(when)

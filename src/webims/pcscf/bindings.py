@@ -145,6 +145,20 @@ class Bindings:
         """The registrations an IMPU (an ``impu_key``) is bound to, on any connection."""
         return list(self._by_impu.get(impu, ()))
 
+    def registrations(self) -> list[Registration]:
+        """Every registration held, one per connection (read by the metrics)."""
+        return list(self._by_flow.values())
+
+    @property
+    def impu_count(self) -> int:
+        """How many IMPUs are bound, over every registration."""
+        return len(self._by_impu)
+
+    @property
+    def subscription_count(self) -> int:
+        """Reg event subscriptions held (one per IMPU), pending or active."""
+        return len(self._subscriptions)
+
     # -- reg event subscriptions ----------------------------------------------------------
     def subscription(self, call_id: str) -> RegSubscription | None:
         """The subscription of this dialog (its Call-ID), if it is still ours."""

@@ -183,7 +183,7 @@ def handle_notify(app: EpCscf, ctx: ProxyContext, now: float) -> None:
     for reg in watched:
         gone = [impu_key(r.aor) for r in registrations if _ends_for(reg, r)]
         if gone and bindings.unbind_impus(reg, gone):
-            log.info("eP-CSCF: %s unbound from %s by the reg event", reg.impi, reg.flow)
+            log.debug("eP-CSCF: %s unbound from %s by the reg event", reg.impi, reg.flow)
     if state == "terminated":
         app.cancel_refresh(sub)
         bindings.end_subscription(sub)

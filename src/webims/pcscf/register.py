@@ -17,9 +17,10 @@ TS 33.203 X.3; TS 24.229 5.2.2).
    flow token and ``ob``, ``Require: path``, ``Supported: path, outbound``,
    P-Visited-Network-ID, P-Charging-Vector with orig-ioi, and the Digest
    ``auth-done`` Authorization of TS 24.371 Table A.3.2-2.
-5. On the 2xx the identities are bound to the connection (``bindings.py``), the reg
-   event subscription follows an initial registration; a 2xx to a deregistration
-   deletes the binding.  A non-2xx binds nothing.
+5. On the 2xx the identities are bound to the connection (``bindings.py``) and
+   watched by the reg event subscription for the default IMPU, made now when this
+   eP-CSCF holds none for it yet (``regevent.py``); a 2xx to a deregistration deletes
+   the binding.  A non-2xx binds nothing.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ def _refuse(app: EpCscf, ctx: ProxyContext, err: TokenError) -> None:
     headers = [("WWW-Authenticate", challenge)] if challenge is not None else []
     if err.status == 503:
         headers.append(("Retry-After", "5"))
-    log.info("eP-CSCF: REGISTER from %s refused: %s", ctx.source, err.reason)
+    log.debug("eP-CSCF: REGISTER from %s refused: %s", ctx.source, err.reason)
     ctx.respond(err.status, headers=headers, now=app.cscf.now())
 
 
@@ -360,7 +361,7 @@ def on_register_response(app: EpCscf, attempt: RegisterAttempt, resp: Response, 
     )
     bindings.bind(reg)
     app.bound(reg)
-    log.info("eP-CSCF: %s bound to %s for %d s", reg.impi, flow, expires)
+    log.debug("eP-CSCF: %s bound to %s for %d s", reg.impi, flow, expires)
     if app.config.subscribe_reg_event:
         regevent.subscribe(app, reg, now)
 
