@@ -266,6 +266,8 @@ def bench_register(
             typer.echo(line)
         if as_json:
             typer.echo(result.as_json())
+        if result.ok == 0:
+            _fail("no registration succeeded", 1)
 
     install_event_loop_policy()
     try:
