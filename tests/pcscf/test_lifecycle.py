@@ -116,7 +116,7 @@ async def test_s9_3_10_a_registration_expires_at_its_own_timer(
         assert (await wic.send(wic.request_message("MESSAGE"))).status == 403
 
 
-async def test_s9_5_the_reg_event_subscription_is_refreshed_in_its_dialog(
+async def test_the_reg_event_subscription_is_refreshed_in_its_dialog(
     site: WafSite, start_pcscf: StartPcscf
 ) -> None:
     pcscf = await start_pcscf(site, core={"sub_expires": 2})

@@ -12,7 +12,7 @@ from .conftest import StartPcscf
 from .harness import USER1_IMPU, USER1_TEL, Deployment, wait_until
 
 
-async def test_s8_20_22_registered_through_wss_with_the_rewritten_register(
+async def test_s8_20_21_22_registered_through_wss_with_the_rewritten_register(
     site: WafSite, pcscf: Deployment
 ) -> None:
     token = (await site.tokens())["access_token"]
