@@ -67,12 +67,17 @@ class FakeHttpRequest:
 
 @dataclass
 class Deployment:
+    """The five recording elements; in one process (``webims up``), or each in
+    its own (``separate``: each recorder knows only its own sending addresses)."""
+
     directory: Path
     clock: Clock = field(default_factory=Clock)
+    separate: bool = False
 
     def __post_init__(self) -> None:
         def rec(name: str) -> TraceRecorder:
-            return TraceRecorder(self.directory, name, TRACE, clock=self.clock)
+            senders: set[tuple[str, int]] | None = set() if self.separate else None
+            return TraceRecorder(self.directory, name, TRACE, clock=self.clock, senders=senders)
 
         self.web = rec("WWSF/WAF")
         self.p = rec("eP-CSCF")

@@ -11,7 +11,7 @@ from rich.console import Console
 from webims.observe.ladder import COLUMNS, find_flows, load_flows, render_plain, render_rich
 from webims.observe.record import read_trace
 
-from .flows import P_SIP, WIC_WSS, Deployment
+from .flows import HSS, P_SIP, WIC_WSS, Deployment
 
 #: (step, from, to, label start) of a successful registration, in order.
 FIGURE_A_3_2_1 = [
@@ -64,13 +64,38 @@ def test_steps_1_to_8_of_figure_a_3_2_1_in_order(tmp_path: Path) -> None:
 
 
 def test_each_message_is_drawn_once_though_both_ends_recorded_it(tmp_path: Path) -> None:
-    recorded(tmp_path, "user1")
+    dep = Deployment(tmp_path, separate=True)  # every element in its own process
+    dep.register(1, "user1")
+    dep.close()
     records = read_trace(tmp_path)
     # The forwarded REGISTER: the eP-CSCF's "out" and the I-CSCF's "in".
     forwarded = [r for r in records if r.src == P_SIP and r.payload.startswith(b"REGISTER")]
     assert {(r.element, r.direction) for r in forwarded} == {("eP-CSCF", "out"), ("I-CSCF", "in")}
     [flow] = find_flows(records)
     assert sum(1 for s in flow.steps if s.number == 5 and s.label.startswith("REGISTER")) == 2
+    assert shape(flow) == shape(load_flows(_one_process(tmp_path / "one"))[0])
+
+
+def _one_process(directory: Path) -> Path:
+    recorded(directory, "user1")
+    return directory
+
+
+def test_in_one_process_a_message_between_elements_is_recorded_by_its_sender(
+    tmp_path: Path,
+) -> None:
+    recorded(tmp_path, "user1")
+    records = read_trace(tmp_path)
+    forwarded = [r for r in records if r.src == P_SIP and r.payload.startswith(b"REGISTER")]
+    assert [(r.element, r.direction) for r in forwarded] == [("eP-CSCF", "out")]
+    uaa = [r for r in records if r.protocol == "diameter" and r.src == HSS]
+    assert {(r.element, r.direction) for r in uaa} == {("HSS", "out")}
+    # What comes from the WIC is recorded by its receiver, what goes to it by its sender.
+    assert {(r.element, r.direction) for r in records if WIC_WSS in (r.src, r.dst)} == {
+        ("eP-CSCF", "in"),
+        ("eP-CSCF", "out"),
+    }
+    assert len(records) == 14  # 3 OAuth exchanges, 11 SIP and Cx messages, each once
 
 
 def test_the_wic_column_is_every_address_no_element_recorded_as_its_own(tmp_path: Path) -> None:

@@ -16,7 +16,9 @@ default) and hands it to the places that see messages:
 
 Cost: a hook is one method call that appends a tuple (time, kind, transport,
 addresses, the bytes object already in hand) to a bounded ring; nothing is
-formatted or copied then.  A loop timer writes the ring to
+formatted or copied then.  Elements of one process (``webims up``) record a
+message between them once, at its sender: a recorder skips what it receives
+from an address another recorder of the process has sent from.  A loop timer writes the ring to
 ``<data_dir>/trace/<element>-<pid>.trc`` every ``flush_interval`` in one
 ``write`` (:mod:`.record` has the format), masking credentials first
 (:mod:`.redact`).  When more arrives between two writes than the ring holds,
@@ -106,6 +108,14 @@ def last_ladder(settings: Settings | None = None, impu: str | None = None) -> st
     return render_plain(flows[-1]) if flows else ""
 
 
+#: Per trace directory, the addresses this process's recorders have sent from.
+#: A message between two elements of one process (``webims up``) is then
+#: recorded once, by its sender: the receiver skips what comes from there.
+_PROCESS_SENDERS: dict[Path, set[Address]] = {}
+#: Beyond this many sending addresses, both ends record (the set stays small).
+_MAX_SENDERS: Final = 4096
+
+
 def _slug(element: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", element.lower()).strip("-") or "element"
 
@@ -120,13 +130,19 @@ class TraceRecorder:
         config: TraceSettings | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        senders: set[Address] | None = None,
     ) -> None:
+        """``senders``: the sending addresses shared with the other recorders of
+        this process (default: those writing to ``directory``)."""
         config = config or TraceSettings()
         self.element = element
         self.directory = directory
         self.config = config
         self.path = directory / f"{_slug(element)}-{os.getpid()}{SUFFIX}"
         self._now = clock
+        self._senders = (
+            senders if senders is not None else _PROCESS_SENDERS.setdefault(directory, set())
+        )
         self._ring_size = config.ring
         self._pending: deque[Rec] = deque(maxlen=config.ring)
         self._timer: asyncio.TimerHandle | None = None
@@ -141,24 +157,35 @@ class TraceRecorder:
     # -- hooks (hot path: one tuple, one append) -----------------------------------
     def sip_in(self, msg: _WireMessage, flow: _Flow) -> None:
         """A SIP message received on ``flow`` (its bytes as they arrived)."""
+        remote = flow.remote
+        if remote in self._senders:
+            return  # sent by an element of this process, which recorded it
         data = msg._wire  # the bytes the parser was given (before Via stamping)
         if data is None:
             data = msg.serialize()
-        self._add((self._now(), SIP_IN, flow.transport, flow.remote, flow.local, data))
+        self._add((self._now(), SIP_IN, flow.transport, remote, flow.local, data))
 
     def sip_out(self, data: bytes, flow: _Flow) -> None:
         """A SIP message sent on ``flow``."""
-        self._add((self._now(), SIP_OUT, flow.transport, flow.local, flow.remote, data))
+        local = flow.local
+        if local not in self._senders:
+            self._sent_from(local)
+        self._add((self._now(), SIP_OUT, flow.transport, local, flow.remote, data))
 
     def diameter_in(self, data: bytes, addresses: tuple[Address, Address] | None) -> None:
         """A Diameter message received on a connection (``addresses`` = local, remote)."""
-        if addresses is not None and data[8:12] != _BASE_APPLICATION:
+        if addresses is None or data[8:12] == _BASE_APPLICATION:
+            return
+        if addresses[1] not in self._senders:
             self._add((self._now(), DIAMETER_IN, "tcp", addresses[1], addresses[0], data))
 
     def diameter_out(self, data: bytes, addresses: tuple[Address, Address] | None) -> None:
         """A Diameter message sent on a connection (``addresses`` = local, remote)."""
-        if addresses is not None and data[8:12] != _BASE_APPLICATION:
-            self._add((self._now(), DIAMETER_OUT, "tcp", addresses[0], addresses[1], data))
+        if addresses is None or data[8:12] == _BASE_APPLICATION:
+            return
+        if addresses[0] not in self._senders:
+            self._sent_from(addresses[0])
+        self._add((self._now(), DIAMETER_OUT, "tcp", addresses[0], addresses[1], data))
 
     def http(
         self,
@@ -192,6 +219,10 @@ class TraceRecorder:
                 json.dumps(payload, separators=(",", ":")).encode(),
             )
         )
+
+    def _sent_from(self, local: Address) -> None:
+        if len(self._senders) < _MAX_SENDERS:
+            self._senders.add(local)
 
     def _add(self, rec: Rec) -> None:
         self._pending.append(rec)
