@@ -16,14 +16,17 @@ default) and hands it to the places that see messages:
 
 Cost: a hook is one method call that appends a tuple (time, kind, transport,
 addresses, the bytes object already in hand) to a bounded ring; nothing is
-formatted or copied then.  Elements of one process (``webims up``) record a
-message between them once, at its sender: a recorder skips what it receives
-from an address another recorder of the process has sent from.  A loop timer writes the ring to
+formatted or copied then.  A loop timer writes the ring to
 ``<data_dir>/trace/<element>-<pid>.trc`` every ``flush_interval`` in one
 ``write`` (:mod:`.record` has the format), masking credentials first
 (:mod:`.redact`).  When more arrives between two writes than the ring holds,
 the oldest records are lost, never the element's time.  Files are rotated at
 ``file_bytes`` and the directory is kept under ``max_bytes``.
+
+Elements of one process (``webims up``) record a message between them once,
+at its sender: a recorder skips what it receives from an address another
+recorder of the process has sent from.  Elements in separate processes
+record it at both ends; ``webims trace`` draws it once.
 """
 
 from __future__ import annotations
