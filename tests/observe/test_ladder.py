@@ -208,3 +208,15 @@ def test_plain_and_rich_renderings_show_the_steps(tmp_path: Path) -> None:
     ladder = plain_lines[plain_lines.index("") + 1 :]
     assert len(ladder) == len(lines) - 2
     assert [line[:40] for line in ladder] == [line[:40] for line in lines[2:]]
+
+
+def test_last_ladder_of_a_deployment(tmp_path: Path) -> None:
+    from webims.config import load_settings
+    from webims.observe.trace import last_ladder
+
+    settings = load_settings(None, data_dir=tmp_path)
+    assert last_ladder(settings) == ""
+    recorded(tmp_path / "trace", "user1", "user2")
+    assert last_ladder(settings).startswith("REGISTER sip:user2_public1@home1.net: 200 OK")
+    one = last_ladder(settings, "sip:user1_public1@home1.net", wait=0.2)
+    assert one.startswith("REGISTER sip:user1_public1@home1.net: 200 OK")

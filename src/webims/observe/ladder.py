@@ -38,6 +38,7 @@ from .record import Address, TraceRecord, read_trace
 
 __all__ = [
     "COLUMNS",
+    "NO_FINAL",
     "WIC",
     "Exchange",
     "LadderFlow",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 WIC: Final = "WIC"
+#: The outcome of a flow whose final answer to the WIC is not (yet) recorded.
+NO_FINAL: Final = "no final response"
 WEB: Final = "WWSF/WAF"
 PCSCF: Final = "eP-CSCF"
 COLUMNS: Final = (WIC, WEB, PCSCF, "I-CSCF", "S-CSCF", "HSS")
@@ -224,7 +227,7 @@ def _flow(
     steps.sort(key=lambda s: (s.time, s.order))
     final = next(
         (v.label for x, v in reversed(chain) if x.receiver == WIC and (v.status or 0) >= 200),
-        "no final response",
+        NO_FINAL,
     )
     ms = (t1 - t0) * 1000
     title = (

@@ -102,13 +102,21 @@ def open_recorder(settings: Settings, element: str) -> TraceRecorder | None:
     return TraceRecorder(trace_dir(settings), element, config)
 
 
-def last_ladder(settings: Settings | None = None, impu: str | None = None) -> str:
+def last_ladder(settings: Settings, impu: str | None = None, *, wait: float = 0.0) -> str:
     """The last registration recorded in ``settings``' deployment (of ``impu``
-    only, when given) as a plain-text ladder; empty when there is none."""
-    from .ladder import load_flows, render_plain  # noqa: PLC0415 (not for the elements)
+    only, when given) as a plain-text ladder; empty when there is none.
 
-    flows = load_flows(trace_dir(settings or Settings()), 1, [impu] if impu else None)
-    return render_plain(flows[-1]) if flows else ""
+    The elements write every ``[trace] flush_interval``: a caller that has
+    just seen the 200 (OK) can ``wait`` up to that many seconds for the flow
+    to be on disk whole (its answer to the WIC recorded)."""
+    from .ladder import NO_FINAL, load_flows, render_plain  # noqa: PLC0415 (not on the hot path)
+
+    deadline = time.monotonic() + wait
+    while True:
+        flows = load_flows(trace_dir(settings), 1, [impu] if impu else None)
+        if (flows and flows[-1].outcome != NO_FINAL) or time.monotonic() >= deadline:
+            return render_plain(flows[-1]) if flows else ""
+        time.sleep(0.05)
 
 
 #: Per trace directory, the addresses this process's recorders have sent from.
