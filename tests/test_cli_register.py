@@ -85,6 +85,16 @@ def test_register_expires_is_asked_for_and_deregister_sends_expires_0(system: Sy
     assert out.stdout.count(" 200 OK ─") == 2
 
 
+def test_s9_16_register_subscribe_gets_the_full_reg_event_notify(system: System) -> None:
+    out = webims(system, "register", "--user", "user1", "--password", "user1-secret", "--subscribe")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "reg event      SUBSCRIBE: 200 OK" in out.stdout
+    # 24.229 5.4.2.1 / RFC 3680: an immediate NOTIFY, full state, version 0,
+    # relayed by the eP-CSCF over the WIC's connection (SPEC §9.5 16, 19).
+    assert "NOTIFY version 0 (full), active;expires=" in out.stdout
+    assert f": {IMPU1} active" in out.stdout
+
+
 def test_register_with_a_wrong_password_exits_1(system: System) -> None:
     out = webims(system, "register", "--user", "user1", "--password", "not-the-password")
     assert out.returncode == 1

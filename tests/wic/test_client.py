@@ -19,7 +19,13 @@ from webims.devca import ensure_dev_ca
 from webims.sip import Request, Response, parse_message
 from webims.sip.checks import make_response, new_tag
 from webims.sip.uac import new_branch, new_request
-from webims.wic.client import HandshakeRefused, TransactionTimeout, WicClient, client_ssl_context
+from webims.wic.client import (
+    HandshakeRefused,
+    TransactionTimeout,
+    WicClient,
+    WicError,
+    client_ssl_context,
+)
 from webims.wic.registration import UaInstance, refresh_delay
 
 IMPU = "sip:user1_public1@home1.net"
@@ -94,18 +100,23 @@ class StandIn:
             if answer is not None:
                 await ws.send(answer.serialize().decode())
 
-    async def send_request(self, method: str) -> Response:
+    async def send_request(
+        self, method: str, *, call_id: str | None = None, body: bytes = b""
+    ) -> Response:
         """Send the WIC a request on its connection; the WIC's answer."""
         before = len(self.responses)
+        notify = [("Event", "reg"), ("Subscription-State", "active;expires=600")]
         request = new_request(
             method,
             "sip:ua@k3j9x2.invalid;transport=ws",
-            from_=f"<sip:scscf.home1.net>;tag={new_tag()}",
-            to=f"<{IMPU}>",
-            call_id=new_tag(),
+            from_=f"<{IMPU}>;tag={new_tag()}",
+            to=f"<{IMPU}>;tag={new_tag()}",
+            call_id=call_id or new_tag(),
             cseq=1,
             via=f"SIP/2.0/TCP pcscf.home1.net:5060;branch={new_branch()}",
-            extra=[("Event", "reg")] if method == "NOTIFY" else None,
+            extra=notify if method == "NOTIFY" else None,
+            body=body,
+            content_type="application/reginfo+xml" if body else None,
         )
         await self.connections[-1].send(request.serialize().decode())
         async with asyncio.timeout(5):
@@ -386,6 +397,81 @@ async def test_answers_requests_from_the_network(
     await client.close()
     assert answer.status == status
     assert answer.cseq.method == method and answer.to_tag
+
+
+# -- the reg event subscription (TS 24.229 5.1.1.3) ---------------------------------------
+
+REGINFO = (
+    b'<?xml version="1.0"?>\n'
+    b'<reginfo xmlns="urn:ietf:params:xml:ns:reginfo" version="0" state="full">'
+    b'<registration aor="sip:user1_public1@home1.net" id="r1" state="active">'
+    b'<contact id="c1" state="active" event="registered"><uri>sip:x@y.invalid</uri></contact>'
+    b"</registration></reginfo>"
+)
+
+
+def subscribe_200(request: Request) -> Response | None:
+    if request.method == "SUBSCRIBE":
+        return make_response(request, 200, to_tag=new_tag(), extra=[("Expires", "3600")])
+    return ok_200(request)
+
+
+async def test_s8_9_reg_event_subscribe_has_the_bearer_token_and_goes_by_service_route(
+    stand_in: StandIn, pki: tuple[Path, Path, Path]
+) -> None:
+    stand_in.answer = subscribe_200
+    client = wic(stand_in, pki)
+    await client.connect()
+    await client.register()
+    answer = await client.subscribe_reg_event()
+    await client.close()
+    assert answer.status == 200
+    register, subscribe = stand_in.requests
+    assert subscribe.method == "SUBSCRIBE"
+    assert subscribe.uri_text == IMPU  # the default IMPU, first P-Associated-URI
+    assert str(subscribe.to.uri) == str(subscribe.from_.uri) == IMPU
+    assert subscribe.headers.get_all("Route") == [
+        "<sip:orig@scscf.home1.net:5080;transport=tcp;lr>"  # the Service-Route
+    ]
+    assert subscribe.headers.get("Event") == "reg"
+    assert subscribe.expires == 600000
+    assert subscribe.headers.get("Accept") == "application/reginfo+xml"
+    assert subscribe.headers.get_all("Authorization") == [f"Bearer {TOKEN}"]
+    (contact,) = subscribe.contacts
+    assert contact.sip_uri.transport == "ws" and "ob" in contact.sip_uri.params
+    assert subscribe.top_via.host == register.top_via.host
+    assert subscribe.call_id != register.call_id
+
+
+async def test_reg_event_notify_is_read_and_answered_200(
+    stand_in: StandIn, pki: tuple[Path, Path, Path]
+) -> None:
+    stand_in.answer = subscribe_200
+    client = wic(stand_in, pki)
+    await client.connect()
+    await client.register()
+    await client.subscribe_reg_event()
+    subscription = stand_in.requests[-1].call_id
+    answer = await stand_in.send_request("NOTIFY", call_id=subscription, body=REGINFO)
+    notification = await client.next_reg_notification(timeout=2)
+    other = await stand_in.send_request("NOTIFY", body=REGINFO)  # not our subscription
+    await client.close()
+    assert answer.status == other.status == 200
+    assert notification.version == 0 and notification.state == "full"
+    assert notification.subscription_state == "active;expires=600"
+    assert notification.registrations == (("sip:user1_public1@home1.net", "active"),)
+    assert len(client.reg_notifications) == 1
+
+
+async def test_no_reg_event_subscription_before_a_registration(
+    stand_in: StandIn, pki: tuple[Path, Path, Path]
+) -> None:
+    client = wic(stand_in, pki)
+    await client.connect()
+    with pytest.raises(WicError, match="after a successful registration"):
+        await client.subscribe_reg_event()
+    await client.close()
+    assert stand_in.requests == []
 
 
 def test_one_instance_keeps_its_identity_across_registrations() -> None:

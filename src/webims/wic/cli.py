@@ -101,6 +101,25 @@ def _print_outcome(outcome: RegisterOutcome, impu: str) -> None:
         typer.echo(f"  WWW-Authenticate: {challenge}")
 
 
+async def _subscribe(wic: WicClient) -> None:
+    """The reg event subscription of 24.229 5.1.1.3 and its first NOTIFY, printed."""
+    answer = await wic.subscribe_reg_event()
+    typer.echo(f"  reg event      SUBSCRIBE: {answer.status} {answer.reason}", nl=False)
+    typer.echo(f" (Expires {answer.expires})" if answer.expires is not None else "")
+    if answer.status >= 300:
+        return
+    try:
+        notify = await wic.next_reg_notification()
+    except TimeoutError:
+        typer.echo("  reg event      no NOTIFY within 5 s")
+        return
+    regs = ", ".join(f"{aor} {state}" for aor, state in notify.registrations)
+    typer.echo(
+        f"  reg event      NOTIFY version {notify.version} ({notify.state}),"
+        f" {notify.subscription_state}: {regs}"
+    )
+
+
 async def _register(
     settings: Settings,
     user: str,
@@ -111,6 +130,7 @@ async def _register(
     expires: int,
     hold: float,
     deregister: bool,
+    subscribe: bool,
     wire: WireLog,
 ) -> tuple[RegisterOutcome, list[str]]:
     """Log in, register (hold, deregister); the outcome and the core's ladder."""
@@ -131,6 +151,10 @@ async def _register(
     await wic.connect()
     try:
         outcome = await wic.register(expires)
+        if outcome.ok:
+            _print_outcome(outcome, login.impus[0])
+        if outcome.ok and subscribe:
+            await _subscribe(wic)
         if outcome.ok and hold > 0:
             wic.keep_registered()
             await asyncio.sleep(hold)
@@ -158,6 +182,10 @@ def register(
     deregister: Annotated[
         bool, typer.Option("--deregister", help="Deregister (Expires: 0) before leaving.")
     ] = False,
+    subscribe: Annotated[
+        bool,
+        typer.Option("--subscribe", help="Subscribe to the reg event once registered."),
+    ] = False,
     url: UrlOpt = None,
     ca: CaOpt = None,
     config: ConfigOpt = None,
@@ -179,6 +207,7 @@ def register(
                 expires=expires,
                 hold=hold,
                 deregister=deregister,
+                subscribe=subscribe,
                 wire=wire,
             )
         )
@@ -188,7 +217,8 @@ def register(
         for line in wire.ladder():
             typer.echo(line)
         _fail(str(err), 1)
-    _print_outcome(outcome, outcome.associated_uris[0] if outcome.associated_uris else user)
+    if not outcome.ok:
+        _print_outcome(outcome, user)
     typer.echo("")
     for line in wire.ladder():
         typer.echo(line)

@@ -18,6 +18,8 @@ clause 6.1, Annex A.3.2 step 3; RFC 7118).
 * :meth:`WicClient.keep_registered` re-registers at the time of TS 24.229
   5.1.1.4.1 (SPEC §9.1 3); :meth:`WicClient.deregister` sends Expires 0 on
   the same flow (5.1.1.6).
+* :meth:`WicClient.subscribe_reg_event` subscribes to the registration
+  state (24.229 5.1.1.3); its NOTIFYs are kept.
 * Requests from the network are answered by
   :func:`~webims.wic.registration.answer_request` (NOTIFY and OPTIONS 200).
 
@@ -42,6 +44,7 @@ from websockets.typing import Subprotocol
 
 from ..sip import Message, Request, Response, parse_message
 from ..sip.errors import SipError
+from .regevent import RegNotification, build_reg_subscribe, read_reg_notify
 from .registration import (
     DEFAULT_EXPIRES,
     RegisterOutcome,
@@ -133,6 +136,11 @@ class WicClient:
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[str, asyncio.Future[Response]] = {}
         self._refresher: asyncio.Task[None] | None = None
+        #: Call-ID of our reg event subscription, and the NOTIFYs it brought.
+        self._reg_subscription: str | None = None
+        self.reg_notifications: list[RegNotification] = []
+        self._notified = asyncio.Event()
+        self._notifications_read = 0
 
     # -- the connection ---------------------------------------------------------
 
@@ -215,6 +223,9 @@ class WicClient:
             future.set_result(response)
 
     async def _request(self, request: Request) -> None:
+        if request.method == "NOTIFY" and request.call_id == self._reg_subscription:
+            self.reg_notifications.append(read_reg_notify(request))
+            self._notified.set()
         answer = answer_request(request)
         if answer is not None:
             await self._send(answer)
@@ -286,6 +297,30 @@ class WicClient:
             self._refresher.cancel()
             self._refresher = None
         return await self._register_once(0)
+
+    async def subscribe_reg_event(self) -> Response:
+        """SUBSCRIBE to the reg event of the default IMPU along the Service-Route
+        (TS 24.229 5.1.1.3); the final response.  NOTIFYs land in
+        :attr:`reg_notifications` (see :meth:`next_reg_notification`)."""
+        if self.registration is None or not self.registration.associated_uris:
+            raise WicError("subscribe to the reg event after a successful registration")
+        request = build_reg_subscribe(
+            self.ua,
+            self.token,
+            impu=self.registration.associated_uris[0],
+            service_route=self.registration.service_route,
+        )
+        self._reg_subscription = request.call_id
+        return await self.request(request)
+
+    async def next_reg_notification(self, timeout: float = 5.0) -> RegNotification:
+        """The next reg event NOTIFY not yet returned (the immediate one first)."""
+        async with asyncio.timeout(timeout):
+            while len(self.reg_notifications) <= self._notifications_read:
+                self._notified.clear()
+                await self._notified.wait()
+        self._notifications_read += 1
+        return self.reg_notifications[self._notifications_read - 1]
 
     def keep_registered(self) -> asyncio.Task[None]:
         """Re-register in time, for as long as the task runs (SPEC §9.1 3)."""

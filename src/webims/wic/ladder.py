@@ -43,7 +43,10 @@ class WireLog:
         start = self.entries[0][2]
         lines = [f"{'':13}{left:>7} {'':{_ARROW}} {right}"]
         for n, (direction, message, at) in enumerate(self.entries, start=1):
-            label = f" {summary(message)} "
+            text = summary(message)
+            if len(text) > _ARROW - 8:
+                text = text[: _ARROW - 9] + "…"
+            label = f" {text} "
             fill = max(_ARROW - len(label) - 3, 2)
             if direction == "out":
                 arrow = f"─{label}{'─' * fill}─>"
