@@ -135,3 +135,15 @@ async def test_s9_2_8_after_deregistration_requests_are_refused(
         await wait_until(lambda: len(pcscf.app.bindings) == 0)
         assert (await wic.send(wic.request_message("INVITE"))).status == 403
     assert pcscf.core.of("INVITE") == []
+
+
+async def test_s8_49_an_options_probe_of_the_pcscf_itself_needs_no_registration(
+    pcscf: Deployment,
+) -> None:
+    async with pcscf.wic() as wic:
+        target = f"sip:pcscf.home1.net:{pcscf.sip_port};transport=tcp"
+        answer = await wic.send(wic.request_message("OPTIONS", to=target))
+        assert answer.status == 200 and "INVITE" in (answer.headers.get("Allow") or "")
+        # Anything for somewhere else still needs a registration on this connection.
+        assert (await wic.send(wic.request_message("OPTIONS"))).status == 403
+    assert pcscf.core.received == []

@@ -84,6 +84,9 @@ def _strip_bearer(ctx: ProxyContext) -> None:
 
 def from_wic(app: EpCscf, ctx: ProxyContext, now: float) -> None:
     req = ctx.request
+    if req.method == "OPTIONS" and not req.routes and app.cscf.endpoint.is_local(req.uri):
+        ctx.respond(200, headers=[("Allow", ALLOW)], now=now)  # a probe of the eP-CSCF itself
+        return
     reg = app.bindings.for_flow(ctx.source)
     if reg is None:
         ctx.respond(403, "Not registered on this connection", now=now)
