@@ -292,8 +292,33 @@ def run_bench(
     return result
 
 
-def print_profile(path: Path, top: int = 35) -> None:
+def _layer(filename: str, function: str) -> str:
+    """The package a profiled function belongs to: ``webims.sip``, ``ssl`` …"""
+    if "/webims/" in filename:
+        parts = filename.split("/webims/", 1)[1].split("/")
+        return "webims." + (parts[0] if len(parts) > 1 else parts[0].removesuffix(".py"))
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0]
+    if filename == "~":  # a builtin: name it by what it is
+        if "_ssl." in function or "SSL" in function:
+            return "ssl (OpenSSL)"
+        return "builtins"
+    return "stdlib " + Path(filename).name.removesuffix(".py")
+
+
+def print_profile(path: Path, top: int = 30) -> None:
+    """Time spent in each package (own time of its functions), then the
+    functions with the most own time."""
     stats = pstats.Stats(str(path))
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in raw.values())
+    layers: dict[str, float] = {}
+    for (filename, _, function), (_, _, tottime, _, _) in raw.items():
+        layer = _layer(filename, function)
+        layers[layer] = layers.get(layer, 0.0) + tottime
+    print(f"own time by package, {total:.2f} s profiled:")
+    for layer, spent in sorted(layers.items(), key=lambda kv: -kv[1])[:20]:
+        print(f"  {spent / total:6.1%}  {layer}")
     stats.sort_stats("tottime").print_stats(top)
 
 
