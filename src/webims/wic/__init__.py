@@ -11,7 +11,13 @@ Two clients of the same web element:
   and is bundled by esbuild (``make wic``) into ``static/build/``, which is not
   committed;
 - :mod:`webims.wic.token`, the same OAuth flow in Python for scripts
-  (``webims token``).
+  (``webims token``);
+- the Python WIC: :mod:`~webims.wic.registration` and
+  :mod:`~webims.wic.regevent` (the REGISTER and SUBSCRIBE it sends, what it
+  reads back, sans-I/O), :mod:`~webims.wic.client` (SIP over WSS, asyncio),
+  :mod:`~webims.wic.login`, :mod:`~webims.wic.ladder`, and the commands
+  ``webims register`` and ``webims bench register`` (:mod:`~webims.wic.cli`,
+  :mod:`~webims.wic.bench`).
 """
 
 from __future__ import annotations
