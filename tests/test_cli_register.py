@@ -127,6 +127,21 @@ def test_s8_6_register_to_a_server_that_is_no_sip_websocket_exits_1(system: Syst
     assert "WebSocket handshake refused" in out.stderr or "subprotocol sip" in out.stderr
 
 
+def test_register_when_nothing_listens_exits_1(system: System) -> None:
+    out = webims(
+        system,
+        "register",
+        "--user",
+        "user1",
+        "--password",
+        "user1-secret",
+        "--url",
+        f"wss://127.0.0.1:{free_port()}/",
+    )
+    assert out.returncode == 1
+    assert "cannot connect to wss://127.0.0.1:" in out.stderr
+
+
 def test_bench_register_json_line(system: System) -> None:
     out = webims(system, "bench", "register", "--json", "--clients", "4", "--duration", "2")
     assert out.returncode == 0, out.stdout + out.stderr
