@@ -30,6 +30,8 @@ Example (all keys optional)::
     [trace]
     enabled = true                      # the message trace of ``webims trace``
     max_bytes = 67108864                # size cap of <data_dir>/trace
+    [metrics]
+    port = 9464                         # Prometheus /metrics over HTTP (0: off)
 
 Environment: ``WEBIMS_PCSCF__WSS_PORT=8443`` (nested keys joined by ``__``).
 """
@@ -259,6 +261,17 @@ class TraceSettings(BaseModel):
     max_bytes: int = Field(default=64 << 20, ge=1 << 20)
 
 
+class MetricsSettings(BaseModel):
+    """The Prometheus ``/metrics`` listener (:mod:`webims.observe.metrics`) of the
+    elements of one process; processes on one host need different ports."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    #: HTTP port of ``/metrics`` (0: none).
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
 class Settings(BaseSettings):
     """The whole deployment."""
 
@@ -275,6 +288,7 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     waf: WafSettings = Field(default_factory=WafSettings)
     trace: TraceSettings = Field(default_factory=TraceSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,7 @@ from .config import Settings
 from .hss.element import HssElement, options_from_settings
 from .hss.provisioning import seed_demo
 from .ims.element import Cscf
+from .observe.metrics import start_metrics
 from .observe.trace import open_recorder
 from .transport.loop import ServerGc
 from .wwsf.element import WebElement
@@ -98,6 +99,13 @@ async def run_elements(
     try:
         for name in names:
             running.append(await start_element(name, settings, seed=seed, say=say))
+        try:
+            metrics = await start_metrics(settings, running)
+        except OSError as err:  # the elements run on; only /metrics is missing
+            say(f"metrics  not served: {err}")
+        else:
+            if metrics is not None:
+                running.append(metrics)
         for r in running:
             say(f"{r.title:8} " + "\n         ".join(r.describe()))
         pcscf = settings.pcscf

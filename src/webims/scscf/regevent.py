@@ -270,6 +270,11 @@ class RegEventNotifier:
     def subscriptions(self, registration_key: str) -> list[Subscription]:
         return list(self._by_registration.get(registration_key, ()))
 
+    @property
+    def subscription_count(self) -> int:
+        """The number of reg event subscriptions (dialogs) held."""
+        return len(self._by_dialog)
+
     def _send(
         self,
         sub: Subscription,

@@ -244,5 +244,9 @@ class MemoryRegistrar:
     async def keys(self) -> list[str]:
         return list(self._by_key)
 
+    def registrations(self) -> list[Registration]:
+        """Every registration held (read by the metrics, without a round trip)."""
+        return list(self._by_key.values())
+
     def __len__(self) -> int:
         return len(self._by_key)
