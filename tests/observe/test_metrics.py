@@ -5,6 +5,7 @@ registers through it over WSS and deregisters."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -277,3 +278,38 @@ def test_webims_up_metrics_follow_a_wic_registering_and_deregistering(system: Sy
 def test_metrics_answers_404_elsewhere(system: System) -> None:
     response = httpx.get(system.metrics_url.removesuffix("metrics") + "favicon.ico", timeout=5)
     assert response.status_code == 404
+
+
+# -- ``webims run NAME``: that element's metrics only ----------------------------------------
+
+
+def hss_config(data: Path, metrics: int) -> Path:
+    dia, api = free_port(), free_port()
+    config = data / "webims.toml"
+    config.write_text(
+        f'data_dir = "{data}"\n'
+        f"[hss]\ndiameter_port = {dia}\napi_port = {api}\n"
+        f"[metrics]\nport = {metrics}\n"
+    )
+    return config
+
+
+def test_webims_run_serves_the_metrics_of_its_element_only(tmp_path: Path) -> None:
+    port = free_port()
+    with running("run", "hss", "--config", str(hss_config(tmp_path, port))) as printed:
+        url = f"http://127.0.0.1:{port}/metrics"
+        assert f"metrics  {url}\n" in "".join(printed)
+        values, _ = samples(httpx.get(url, timeout=5).text)
+    names = {name for name, _ in values}
+    assert ("webims_hss_diameter_requests_received_total", ()) in values
+    assert ("webims_hss_diameter_peers_open", ()) in values
+    assert not {n for n in names if n.startswith(("webims_pcscf", "webims_icscf", "webims_scscf"))}
+
+
+def test_a_busy_metrics_port_is_reported_and_the_element_runs_on(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = int(taken.getsockname()[1])
+        with running("run", "hss", "--config", str(hss_config(tmp_path, port))) as printed:
+            text = "".join(printed)
+    assert "metrics  not served:" in text
+    assert "diameter://127.0.0.1:" in text
