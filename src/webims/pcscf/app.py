@@ -26,7 +26,7 @@ from ..ims.charging import IcidGenerator
 from ..sip.message import Response
 from ..sip.proxy import ProxyContext
 from ..transport.flow import Flow
-from . import regevent, register, routing
+from . import gm, regevent, register, routing
 from .bindings import Bindings, Registration, RegSubscription
 from .routing import CHARGING_HEADERS
 from .token import TokenValidator
@@ -75,6 +75,8 @@ class EpCscf:
         self.bindings = Bindings()
         self.icid = IcidGenerator(config.host)
         self.transport: TransportLayer = cscf.endpoint.transport
+        #: Mw peers on the SIP port; any other source there is a UE (``gm.py``).
+        self.core_peers = gm.core_peers(cscf.topology)
         # What every flow-token URI of ours ends with (Path adds ``;ob``).
         self.uri_tail = f"@{config.host}:{config.port};transport=tcp;lr"
         self._timer: asyncio.TimerHandle | None = None
@@ -94,12 +96,13 @@ class EpCscf:
                 register.handle_register(self, ctx, now)
             else:
                 routing.from_wic(self, ctx, now)
-        else:
+        elif not gm.from_ue(self, ctx, now):
             routing.from_core(self, ctx, now)
 
     def on_response(self, ctx: ProxyContext, response: Response, now: float) -> None:
         source = ctx.source
-        if not (isinstance(source, Flow) and source.transport in WIC_TRANSPORTS):
+        wic = isinstance(source, Flow) and source.transport in WIC_TRANSPORTS
+        if not (wic or gm.UE_SIDE in ctx.data):
             return
         attempt = ctx.data.get("register")
         if isinstance(attempt, register.RegisterAttempt):

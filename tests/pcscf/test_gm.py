@@ -1,0 +1,351 @@
+"""Plain SIP phones on Gm at the eP-CSCF (TS 24.229 5.2.2 with SIP Digest without TLS).
+
+In front of the stand-in core (``harness.FakeCore``, the I-CSCF of the topology, so a
+core peer): what the phone's REGISTER becomes towards the I-CSCF, the binding its 2xx
+makes, the identity rules on its later requests and the terminating path by its flow
+token.  Against a real ``webims up`` (every element, the demo subscribers): a raw UDP
+or TCP phone registers with RFC 2617 Digest through eP-CSCF, I-CSCF and S-CSCF, is
+reached by an OPTIONS sent to the I-CSCF, and a phone claiming ``auth-done`` is
+challenged, never registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from tests.waf.conftest import WafSite
+from webims.pcscf.gm import core_peers, forwarded_credentials
+from webims.sip import Request, Response, parse_message
+from webims.sip.auth import parse_challenge
+from webims.transport.flow import Flow
+
+from .conftest import StartPcscf
+from .gm_system import (
+    USER1,
+    USER2,
+    CoreSystem,
+    Phone,
+    core_system,
+    options_to,
+    send_options,
+)
+from .harness import Deployment, wait_until
+
+CHARGING = ("P-Charging-Vector", "P-Charging-Function-Addresses")
+
+
+def phone_for(pcscf: Deployment, transport: str = "udp") -> Phone:
+    return Phone(pcscf.sip_port, USER1, transport)
+
+
+async def registered(pcscf: Deployment, phone: Phone) -> Response:
+    """REGISTER through the stand-in core (which answers 200 at once)."""
+    request = phone.register_request(authorization=phone.initial_credentials())
+    ok = await asyncio.to_thread(phone.exchange, request)
+    assert ok.status == 200, f"{ok.status} {ok.reason}"
+    return ok
+
+
+# -- in front of the stand-in core -----------------------------------------------------------
+
+
+async def test_ue_register_goes_to_the_icscf_as_ts_24_229_5_2_2_1(pcscf: Deployment) -> None:
+    phone = phone_for(pcscf)
+    forged = (
+        "P-Asserted-Identity: <sip:user2_public1@home1.net>\r\n"
+        'P-Visited-Network-ID: "elsewhere.net"\r\n'
+        'P-Charging-Vector: icid-value="forged"\r\n'
+        "Path: <sip:attacker@192.0.2.66;lr>\r\n"
+        "Route: <sip:192.0.2.66;lr>\r\n"
+        "Supported: gruu\r\n"
+    )
+    auth = (
+        'Digest username="user1_private@home1.net", realm="home1.net", uri="sip:home1.net", '
+        'nonce="", response="", integrity-protected="auth-done", '
+        'authorization-entity="webrtc_authserver1@thirdparty.net"'
+    )
+    try:
+        request = phone.register_request(authorization=auth, extra=forged)
+        await asyncio.to_thread(phone.exchange, request)
+        [got] = pcscf.core.of("REGISTER")
+        h = got.headers
+        [route] = got.routes
+        assert route.sip_uri.port == pcscf.core.port and "lr" in route.sip_uri.params
+        [path] = got.paths
+        uri = path.sip_uri
+        assert uri.host == "pcscf.home1.net" and uri.port == pcscf.sip_port
+        assert "lr" in uri.params and "ob" not in uri.params  # no reg-id
+        flow = pcscf.app.transport.resolve_token(uri.user or "")
+        assert flow == Flow("udp", ("127.0.0.1", pcscf.sip_port), ("127.0.0.1", phone.port))
+        assert "path" in got.require and {"path", "gruu"} <= set(got.supported)
+        assert h.get_all("P-Visited-Network-ID") == ['"home1.net"']
+        [pcv] = h.get_all("P-Charging-Vector")
+        assert "forged" not in pcv and "orig-ioi=home1.net" in pcv
+        assert "P-Asserted-Identity" not in h
+        [creds] = got.authorization
+        assert str(creds) == (
+            'Digest username="user1_private@home1.net", realm="home1.net", '
+            'uri="sip:home1.net", nonce="", response=""'
+        )
+    finally:
+        phone.close()
+
+
+async def test_ue_register_with_outbound_gets_ob_in_path(pcscf: Deployment) -> None:
+    phone = phone_for(pcscf, "tcp")
+    try:
+        request = phone.register_request(authorization=phone.initial_credentials())
+        request = request.replace(
+            b";expires=600\r\n",
+            b';+sip.instance="<urn:uuid:00000000-0000-4000-8000-000000000001>";reg-id=1'
+            b";expires=600\r\nSupported: outbound\r\n",
+        )
+        ok = await asyncio.to_thread(phone.exchange, request)
+        assert ok.status == 200
+        [got] = pcscf.core.of("REGISTER")
+        [path] = got.paths
+        assert "ob" in path.sip_uri.params
+        flow = pcscf.app.transport.resolve_token(path.sip_uri.user or "")
+        assert flow is not None and flow.transport == "tcp" and flow.remote[1] == phone.port
+    finally:
+        phone.close()
+
+
+async def test_ue_register_without_a_username_is_challenged_by_the_pcscf(
+    pcscf: Deployment,
+) -> None:
+    """An RFC 3261 phone's first REGISTER names no private identity: the eP-CSCF asks
+    for it with a 401 of its own; nothing reaches the core."""
+    phone = phone_for(pcscf)
+    try:
+        answer = await asyncio.to_thread(phone.exchange, phone.register_request())
+        assert answer.status == 401
+        chal = parse_challenge(answer.headers.get("WWW-Authenticate") or "")
+        assert chal.scheme == "Digest" and chal.get("realm") == "home1.net"
+        assert chal.get("nonce") and chal.get("qop") == "auth"
+        bearer = "Bearer eyJhbGciOiJub25lIn0.e30."
+        answer = await asyncio.to_thread(
+            phone.exchange, phone.register_request(authorization=bearer)
+        )
+        assert answer.status == 401  # a Bearer token is no Digest username either
+        assert pcscf.core.of("REGISTER") == []
+    finally:
+        phone.close()
+
+
+async def test_2xx_binds_the_phone_and_loses_its_charging_headers(pcscf: Deployment) -> None:
+    phone = phone_for(pcscf)
+    try:
+        ok = await registered(pcscf, phone)
+        for name in CHARGING:
+            assert name not in ok.headers
+        assert [str(r.uri) for r in ok.service_routes] == [pcscf.core.service_route.strip("<>")]
+        flow = Flow("udp", ("127.0.0.1", pcscf.sip_port), ("127.0.0.1", phone.port))
+        reg = pcscf.app.bindings.for_flow(flow)
+        assert reg is not None
+        assert reg.impi == "user1_private@home1.net"
+        assert reg.impus == {"sip:user1_public1@home1.net"}
+        assert reg.service_route == (pcscf.core.service_route,)
+        assert reg.contact == phone.contact
+    finally:
+        phone.close()
+
+
+async def test_registered_phone_requests_get_the_asserted_identity(pcscf: Deployment) -> None:
+    """TS 24.229 5.2.6.3 as for a WIC: a forged P-Asserted-Identity is replaced, the
+    Service-Route is the Route, another user's identity is refused."""
+    phone = phone_for(pcscf)
+    try:
+        await registered(pcscf, phone)
+        forged = "P-Asserted-Identity: <sip:user2_public1@home1.net>\r\n"
+        request = phone.message(USER2.impu, extra=forged)
+        ok = await asyncio.to_thread(phone.exchange, request)
+        assert ok.status == 200
+        for name in CHARGING:
+            assert name not in ok.headers
+        [message] = pcscf.core.of("MESSAGE")
+        assert message.headers.get_all("P-Asserted-Identity") == [f"<{USER1.impu}>"]
+        assert [f"<{r.uri}>" for r in message.routes] == [pcscf.core.service_route]
+        assert "P-Charging-Vector" in message.headers
+
+        preferred = f"P-Preferred-Identity: <{USER2.impu}>\r\n"
+        for request in (
+            phone.message(USER2.impu, from_=USER2.impu),
+            phone.message(USER2.impu, extra=preferred),
+        ):
+            refused = await asyncio.to_thread(phone.exchange, request)
+            assert refused.status == 403
+        assert len(pcscf.core.of("MESSAGE")) == 1
+    finally:
+        phone.close()
+
+
+async def test_unregistered_phone_requests_are_refused(pcscf: Deployment) -> None:
+    phone = phone_for(pcscf)
+    try:
+        refused = await asyncio.to_thread(phone.exchange, phone.message(USER2.impu))
+        assert refused.status == 403
+        assert pcscf.core.of("MESSAGE") == []
+    finally:
+        phone.close()
+
+
+async def test_terminating_request_reaches_the_phone_by_its_path_token(
+    pcscf: Deployment,
+) -> None:
+    phone = phone_for(pcscf)
+    try:
+        await registered(pcscf, phone)
+        path = str(pcscf.core.of("REGISTER")[-1].paths[0].uri)
+        request = options_to(USER1.impu, pcscf.core.port).replace(
+            f"OPTIONS {USER1.impu}".encode(), f"OPTIONS {phone.contact}".encode()
+        )
+        request = request.replace(
+            b"Max-Forwards: 70\r\n",
+            f"Max-Forwards: 70\r\nRoute: <{path}>\r\n"
+            'P-Charging-Vector: icid-value="core"\r\n'.encode(),
+        )
+        request = request.replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP")
+        received = asyncio.create_task(asyncio.to_thread(phone.next_request))
+        pcscf.core.send(request)
+        options = await received
+        assert options.method == "OPTIONS" and options.uri_text == phone.contact
+        assert "P-Charging-Vector" not in options.headers
+        assert options.vias[0].transport == "UDP"
+        await wait_until(lambda: any(r.status == 200 for r in pcscf.core.responses))
+    finally:
+        phone.close()
+
+
+async def test_core_peers_are_the_topology_cscfs(site: WafSite, start_pcscf: StartPcscf) -> None:
+    pcscf = await start_pcscf(site)
+    topology = pcscf.cscf.topology
+    peers = core_peers(topology)
+    icscf = Flow("tcp", ("127.0.0.1", pcscf.sip_port), ("127.0.0.1", pcscf.core.port), 7)
+    phone = Flow("udp", ("127.0.0.1", pcscf.sip_port), ("127.0.0.1", 40000))
+    assert icscf in peers and phone not in peers
+
+
+def test_forwarded_credentials_lose_what_only_a_p_cscf_may_set() -> None:
+    raw = (
+        b"REGISTER sip:home1.net SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK1\r\n"
+        b"From: <sip:a@home1.net>;tag=1\r\nTo: <sip:a@home1.net>\r\nCall-ID: c\r\n"
+        b"CSeq: 1 REGISTER\r\nMax-Forwards: 70\r\n"
+        b'Authorization: Digest username="a", realm="home1.net", nonce="n", uri="sip:home1.net", '
+        b'response="r", integrity-protected="auth-done", authorization-entity="x"\r\n'
+        b"Authorization: Bearer abc\r\nContent-Length: 0\r\n\r\n"
+    )
+    req = parse_message(raw)
+    assert isinstance(req, Request)
+    [creds] = forwarded_credentials(req)
+    assert creds.integrity_protected is None and creds.authorization_entity is None
+    assert creds.username == "a" and creds.response == "r"
+    assert req.authorization[0].integrity_protected == "auth-done"  # type: ignore[attr-defined]
+
+
+# -- a real ``webims up`` ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoreSystem]:
+    with core_system(tmp_path_factory.mktemp("gm-up")) as running_system:
+        yield running_system
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_phone_registers_with_digest_through_the_core(system: CoreSystem, transport: str) -> None:
+    phone = Phone(system.pcscf, USER1, transport)
+    try:
+        challenge, ok = phone.register()
+        chal = parse_challenge(challenge.headers.get("WWW-Authenticate") or "")
+        assert chal.get("realm") == "home1.net" and chal.get("qop") == "auth"
+        assert not (chal.get("nonce") or "").startswith("pcscf-")  # the S-CSCF's own
+        assert ok.status == 200, f"{ok.status} {ok.reason}"
+        [route] = ok.service_routes
+        assert route.sip_uri.user == "orig" and route.sip_uri.host == "scscf.home1.net"
+        assert str(ok.p_associated_uri[0].uri) == USER1.impu
+        [path] = ok.paths
+        assert path.sip_uri.host == "pcscf.home1.net" and path.sip_uri.user
+        for name in CHARGING:
+            assert name not in ok.headers and name not in challenge.headers
+        assert system.wait_state(USER1, "registered") == "registered"
+
+        # Terminating: the I-CSCF (LIR), the S-CSCF's binding, our Path flow token.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            probe.settimeout(10)
+            probe.sendto(
+                options_to(USER1.impu, probe.getsockname()[1]), ("127.0.0.1", system.icscf)
+            )
+            options = phone.next_request()
+            assert options.method == "OPTIONS" and options.uri_text == phone.contact
+            assert "P-Charging-Vector" not in options.headers
+            while True:
+                answer = parse_message(probe.recv(65535))
+                if isinstance(answer, Response) and answer.status >= 200:
+                    break
+            assert answer.status == 200
+
+        _, gone = phone.register(expires=0)
+        assert gone.status == 200
+        assert system.wait_state(USER1, "not_registered") != "registered"
+        assert send_options(system.icscf, USER1.impu).status == 480
+    finally:
+        phone.close()
+
+
+def test_phone_without_initial_credentials_registers_after_two_challenges(
+    system: CoreSystem,
+) -> None:
+    """The RFC 3261 phone's REGISTER without Authorization: the eP-CSCF's 401 asks
+    for the username, the S-CSCF's 401 (``stale=true``) for a response to its nonce."""
+    phone = Phone(system.pcscf, USER2)
+    try:
+        first = phone.exchange(phone.register_request())
+        assert first.status == 401
+        second = phone.exchange(phone.register_request(authorization=phone.answer_challenge(first)))
+        assert second.status == 401
+        chal = parse_challenge(second.headers.get("WWW-Authenticate") or "")
+        assert chal.get("stale") == "true"
+        ok = phone.exchange(phone.register_request(authorization=phone.answer_challenge(second)))
+        assert ok.status == 200, f"{ok.status} {ok.reason}"
+        assert system.wait_state(USER2, "registered") == "registered"
+        _, gone = phone.register(expires=0)
+        assert gone.status == 200
+    finally:
+        phone.close()
+
+
+def test_phone_claiming_auth_done_is_challenged_never_registered(system: CoreSystem) -> None:
+    """TS 24.229 5.2.2.1 / TS 33.203 U.1: a UE's ``integrity-protected="auth-done"``
+    never reaches the S-CSCF, which challenges the REGISTER like any other."""
+    before = system.state(USER2)
+    assert before != "registered"
+    phone = Phone(system.pcscf, USER2)
+    try:
+        for extra in ("", ', authorization-entity="webrtc_authserver1@thirdparty.net"'):
+            claim = (
+                f'Digest username="{USER2.impi}", realm="home1.net", uri="sip:home1.net", '
+                f'nonce="", response="", integrity-protected="auth-done"{extra}'
+            )
+            answer = phone.exchange(phone.register_request(authorization=claim))
+            assert answer.status == 401, f"{answer.status} {answer.reason}"
+            assert "Digest" in (answer.headers.get("WWW-Authenticate") or "")
+        assert system.state(USER2) == before
+    finally:
+        phone.close()
+
+
+def test_phone_with_a_wrong_password_is_refused(system: CoreSystem) -> None:
+    wrong = Phone(system.pcscf, replace(USER2, password="not-it"))
+    try:
+        _, refused = wrong.register()
+        assert refused.status == 403
+        assert system.state(USER2) != "registered"
+    finally:
+        wrong.close()
