@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -29,12 +30,15 @@ from webims.observe.metrics import (
     DiameterCollector,
     PcscfCollector,
     ScscfCollector,
+    SipCollector,
     start_metrics,
 )
 from webims.pcscf.bindings import Bindings
 from webims.pcscf.bindings import Registration as PcscfRegistration
 from webims.scscf.registrar import Contact, MemoryRegistrar
 from webims.scscf.registrar import Registration as ScscfRegistration
+from webims.sip.uac import new_request
+from webims.transport.endpoint import SipEndpoint
 from webims.transport.flow import Flow
 
 IMPU1 = "sip:user1_public1@home1.net"
@@ -85,6 +89,34 @@ def test_diameter_collector_shows_peer_states_and_counts_node_stats_as_counters(
     assert values[(state, (("peer", "hss2.home1.net"), ("state", "Closed")))] == 1
     pending = ("webims_scscf_diameter_pending_requests", (("peer", "hss.home1.net"),))
     assert values[pending] == 0
+
+
+def test_sip_collector_counts_connections_by_transport_and_transactions_by_kind() -> None:
+    endpoint = SipEndpoint()
+    table = endpoint.transport.table
+    for n, transport in enumerate(("wss", "wss", "tcp"), start=1):
+        flow = Flow(transport, ("127.0.0.1", 7443), ("127.0.0.1", 40000 + n), n)
+        table.add(flow, cast(Any, object()))  # the link is not read
+    options = new_request(
+        "OPTIONS",
+        "sip:icscf.home1.net",
+        from_="<sip:pcscf.home1.net>;tag=1",
+        to="<sip:icscf.home1.net>",
+        call_id="metrics-1",
+        cseq=1,
+        via="SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKmetrics1",
+    )
+    endpoint.layer.send_request(options, ("127.0.0.1", 5070), True, 0.0)
+    registry = CollectorRegistry()
+    registry.register(SipCollector("pcscf", endpoint))
+
+    values, types = scrape_registry(registry)
+
+    assert types["webims_pcscf_sip_connections"] == "gauge"
+    assert values[("webims_pcscf_sip_connections", (("transport", "wss"),))] == 2
+    assert values[("webims_pcscf_sip_connections", (("transport", "tcp"),))] == 1
+    assert values[("webims_pcscf_sip_transactions", (("kind", "client"),))] == 1
+    assert values[("webims_pcscf_sip_transactions", (("kind", "server"),))] == 0
 
 
 def _wic(port: int, impus: set[str], *, dead: bool = False) -> PcscfRegistration:

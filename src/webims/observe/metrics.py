@@ -98,11 +98,15 @@ class SipCollector(Collector):
         for transport, n in sorted(by_transport.items()):
             conns.add_metric([transport], n)
         yield conns
-        yield GaugeMetricFamily(
+        transactions = GaugeMetricFamily(
             f"{self.prefix}_sip_transactions",
-            "Live SIP transactions, client and server (RFC 3261 §17).",
-            value=len(self.endpoint.layer),
+            "Live SIP transactions, by kind (RFC 3261 §17.1 client, §17.2 server).",
+            labels=["kind"],
         )
+        clients, servers = self.endpoint.layer.counts
+        transactions.add_metric(["client"], clients)
+        transactions.add_metric(["server"], servers)
+        yield transactions
 
 
 class DiameterCollector(Collector):

@@ -281,6 +281,11 @@ class TransactionLayer:
         """The number of live transactions."""
         return len(self._clients) + len(self._servers)
 
+    @property
+    def counts(self) -> tuple[int, int]:
+        """The live client and server transactions (read by the metrics)."""
+        return len(self._clients), len(self._servers)
+
     # -- internals ---------------------------------------------------------------------
     def _index(self, tx: Transaction) -> None:
         txs = self._by_dest.get(tx.dest)
