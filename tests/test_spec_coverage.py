@@ -1,6 +1,8 @@
 """Every numbered statement of SPEC.md §8 (1–50) and §9.1–9.6 (1–22) has at
-least one test that names it: ``test_s8_31_…``, ``test_s9_13_…``, or a range
-``test_s8_6_to_9_…``.  A statement whose test is renamed or deleted fails here."""
+least one test that names it: ``test_s8_31_…``, ``test_s9_13_…``, several
+``test_s8_20_21_22_…``, a range ``test_s8_6_to_9_…``, or a §9 statement with
+its subsection ``test_s9_6_20_…`` (9.6, statement 20).  A statement whose test
+is renamed or deleted fails here."""
 
 from __future__ import annotations
 
@@ -9,8 +11,17 @@ import re
 from pathlib import Path
 
 TESTS = Path(__file__).parent
-NAMED = re.compile(r"s(8|9)_(\d+)(?:_to_(\d+))?")
+NAMED = re.compile(r"(?:^|_)s(8|9)((?:_\d+)+)(?:_to_(\d+))?")
 REQUIRED = {"8": range(1, 51), "9": range(1, 23)}
+#: The statements of each subsection of §9 (9.1 holds 1–4, 9.2 holds 5–9, …).
+SUBSECTIONS = {
+    1: range(1, 5),
+    2: range(5, 10),
+    3: range(10, 12),
+    4: range(12, 16),
+    5: range(16, 20),
+    6: range(20, 23),
+}
 
 
 def _test_names() -> list[str]:
@@ -28,8 +39,17 @@ def _test_names() -> list[str]:
 def covered() -> dict[str, set[int]]:
     found: dict[str, set[int]] = {"8": set(), "9": set()}
     for name in _test_names():
-        for section, first, last in NAMED.findall(name):
-            found[section].update(range(int(first), int(last or first) + 1))
+        for section, run, last in NAMED.findall(name):
+            numbers = [int(n) for n in run.strip("_").split("_")]
+            if (
+                section == "9"
+                and len(numbers) >= 2
+                and numbers[1] in SUBSECTIONS.get(numbers[0], ())
+            ):
+                numbers = numbers[1:]  # s9_<subsection>_<statement>
+            if last:
+                numbers += range(numbers[-1], int(last) + 1)
+            found[section].update(numbers)
     return found
 
 
