@@ -186,15 +186,19 @@ class Phone:
         if req.method != "ACK":
             self.send(make_response(req, 200, to_tag=new_tag()).serialize())
 
-    def exchange(self, request: bytes) -> Response:
-        """Send ``request``; its final response (requests meanwhile are answered 200)."""
-        self.send(request)
+    def final_response(self) -> Response:
+        """The next final response (requests meanwhile are answered 200)."""
         while True:
             msg = self._receive()
             if isinstance(msg, Request):
                 self._answer(msg)
             elif msg.status >= 200:
                 return msg
+
+    def exchange(self, request: bytes) -> Response:
+        """Send ``request``; its final response."""
+        self.send(request)
+        return self.final_response()
 
     # -- requests -----------------------------------------------------------------------
     def _via(self) -> str:

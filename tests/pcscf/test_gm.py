@@ -222,6 +222,24 @@ async def test_terminating_request_reaches_the_phone_by_its_path_token(
         phone.close()
 
 
+async def test_closed_tcp_phone_flow_gets_430(pcscf: Deployment) -> None:
+    """RFC 5626 §5.3 as for a WIC: once the phone's TCP connection is gone its Path
+    flow token no longer resolves, and a request for it is answered 430."""
+    phone = phone_for(pcscf, "tcp")
+    try:
+        await registered(pcscf, phone)
+    finally:
+        phone.close()
+    path = str(pcscf.core.of("REGISTER")[-1].paths[0].uri)
+    token = path.split("@", 1)[0].removeprefix("sip:")
+    await wait_until(lambda: pcscf.app.transport.resolve_token(token) is None)
+    request = options_to(USER1.impu, pcscf.core.port).replace(
+        b"Max-Forwards: 70\r\n", f"Max-Forwards: 70\r\nRoute: <{path}>\r\n".encode()
+    )
+    pcscf.core.send(request.replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+    await wait_until(lambda: any(r.status == 430 for r in pcscf.core.responses))
+
+
 async def test_core_peers_are_the_topology_cscfs(site: WafSite, start_pcscf: StartPcscf) -> None:
     pcscf = await start_pcscf(site)
     topology = pcscf.cscf.topology
@@ -297,6 +315,29 @@ def test_phone_registers_with_digest_through_the_core(system: CoreSystem, transp
         assert send_options(system.icscf, USER1.impu).status == 480
     finally:
         phone.close()
+
+
+def test_message_from_one_phone_reaches_another_through_the_core(system: CoreSystem) -> None:
+    """Originating at the eP-CSCF (asserted identity, Service-Route), the S-CSCF's
+    originating and terminating procedures, LIR at the I-CSCF, and the Path flow
+    token of the callee's TCP connection: the callee sees the caller's IMPU asserted."""
+    caller, callee = Phone(system.pcscf, USER1), Phone(system.pcscf, USER2, "tcp")
+    try:
+        assert caller.register()[1].status == 200
+        assert callee.register()[1].status == 200
+        forged = f"P-Asserted-Identity: <{USER2.impu}>\r\n"
+        caller.send(caller.message(USER2.impu, extra=forged))
+        message = callee.next_request()
+        assert message.method == "MESSAGE" and message.body == b"hello from a SIP phone"
+        assert message.headers.get_all("P-Asserted-Identity") == [f"<{USER1.impu}>"]
+        for name in CHARGING:
+            assert name not in message.headers
+        assert caller.final_response().status == 200
+        for phone in (caller, callee):
+            assert phone.register(expires=0)[1].status == 200
+    finally:
+        caller.close()
+        callee.close()
 
 
 def test_phone_without_initial_credentials_registers_after_two_challenges(

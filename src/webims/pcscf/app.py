@@ -5,9 +5,11 @@ Which side a request came from decides what happens to it:
 * on a WebSocket flow (``ws``/``wss``, the W2 side) it comes from a WIC: a REGISTER
   is the web-authenticated registration (``register.py``), anything else an
   originating or in-dialog request of a registered WIC (``routing.py``);
-* on UDP/TCP (Mw) it comes from the core: a request for a WIC through a Path or
+* on UDP/TCP (Mw) from a core peer it comes from the core: a request for a WIC through a Path or
   Record-Route flow token (``routing.py``), or a NOTIFY of the eP-CSCF's own
-  reg event subscription (``regevent.py``).
+  reg event subscription (``regevent.py``);
+* on UDP/TCP from a source that is no core peer it comes from a plain SIP UE
+  (``gm.py``: SIP Digest registration, then the WIC's identity rules).
 
 This module holds what the procedures share (the bindings, the flow tokens, the
 icid generator, the configuration), answers the W2 side's responses (charging

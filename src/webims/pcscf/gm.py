@@ -76,8 +76,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Transports a SIP UE reaches the eP-CSCF's Gm/Mw port on.
-GM_TRANSPORTS = frozenset({"udp", "tcp", "tls"})
+#: Transports a SIP UE reaches the eP-CSCF's Gm/Mw port on (no TLS listener: SIP
+#: Digest without TLS, TS 33.203 N).
+GM_TRANSPORTS = frozenset({"udp", "tcp"})
 
 #: ``ctx.data`` key marking a request of a UE on Gm: its responses are the UE side's.
 UE_SIDE = "gm"
