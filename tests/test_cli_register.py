@@ -63,8 +63,13 @@ def test_register_prints_the_outcome_and_the_ladder_and_exits_0(system: System) 
     assert f"IMPU           {IMPU1}  (default)" in out.stdout
     assert "Service-Route  <sip:orig@" in out.stdout
     assert "expires        3600 s" in out.stdout
-    ladder = [line for line in lines if "REGISTER sip:home1.net" in line or "200 OK ─" in line]
+    ladder = [line for line in lines if "─ REGISTER sip:home1.net" in line or "200 OK ─" in line]
     assert len(ladder) == 2
+    # The deployment's ladder of this very flow, from its trace: through UAR and SAR.
+    (title,) = [line for line in lines if line.startswith(f"REGISTER {IMPU1}: 200 OK in")]
+    assert "CSeq 1," in title and "over wss" in title
+    assert "UAR REGISTRATION" in out.stdout
+    assert "SAR REGISTRATION" in out.stdout or "SAR RE_REGISTRATION" in out.stdout
 
 
 def test_register_expires_is_asked_for_and_deregister_sends_expires_0(system: System) -> None:

@@ -11,14 +11,17 @@ refused or the network fails, 2 for a usage or configuration error.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import sys
+import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
 from ..config import ConfigError, Settings, load_settings
+from ..observe.ladder import NO_FINAL, LadderFlow, load_flows, render_plain
+from ..observe.trace import trace_dir
+from ..sip import Request
 from ..transport.loop import install_event_loop_policy
 from .bench import (
     Tick,
@@ -62,28 +65,26 @@ def _settings(config: Path | None, data_dir: Path | None) -> Settings:
         _fail(f"configuration error: {err}", 2)
 
 
-async def _core_ladder(settings: Settings, impu: str, registers: int) -> list[str]:
-    """The deployment's ladder of our last ``registers`` REGISTER flows across
-    the elements (steps numbered as in TS 24.371 Figure A.3.2-1), read from
-    its message trace (``webims.observe``) once the elements wrote it out;
-    nothing when this deployment records no trace here."""
-    try:
-        ladder: Any = importlib.import_module("webims.observe.ladder")
-        trace: Any = importlib.import_module("webims.observe.trace")
-    except ImportError:
+async def _core_ladder(settings: Settings, impu: str, call_id: str, registers: int) -> list[str]:
+    """The deployment's ladder of our ``registers`` REGISTER flows (Call-ID
+    ``call_id``) across the elements (steps numbered as in TS 24.371 Figure
+    A.3.2-1), from its message trace once the elements wrote it out (every
+    ``[trace] flush_interval``); nothing when this deployment records no
+    trace here."""
+    if not settings.trace.enabled:
         return []
-    config = getattr(settings, "trace", None)
-    if config is None or not config.enabled:
-        return []
-    directory = trace.trace_dir(settings)
-    if not directory.is_dir():
-        return []
-    await asyncio.sleep(2 * config.flush_interval + 0.1)
-    try:
-        flows = ladder.load_flows(directory, last=registers, impus=[impu])
-        return [line for flow in flows for line in ladder.render_plain(flow).splitlines()]
-    except Exception:  # the trace is an extra: the outcome stands without it
-        return []
+    directory = trace_dir(settings)
+    deadline = time.monotonic() + 2 * settings.trace.flush_interval + 1.0
+    flows: list[LadderFlow] = []
+    while time.monotonic() < deadline:
+        await asyncio.sleep(settings.trace.flush_interval / 2)
+        if not directory.is_dir():
+            continue
+        recent = load_flows(directory, last=registers + 8, impus=[impu])
+        flows = [f for f in recent if f"Call-ID {call_id}," in f.title][-registers:]
+        if len(flows) >= registers and flows[-1].outcome != NO_FINAL:
+            break
+    return [line for flow in flows for line in render_plain(flow).splitlines()]
 
 
 def _print_outcome(outcome: RegisterOutcome, impu: str) -> None:
@@ -162,8 +163,12 @@ async def _register(
             await wic.deregister()
     finally:
         await wic.close()
-    sent = sum(1 for direction, _, _ in wire.entries if direction == "out")
-    return outcome, await _core_ladder(settings, login.impus[0], sent)
+    registers = sum(
+        1
+        for direction, message, _ in wire.entries
+        if direction == "out" and isinstance(message, Request) and message.method == "REGISTER"
+    )
+    return outcome, await _core_ladder(settings, login.impus[0], wic.ua.call_id, registers)
 
 
 def register(
