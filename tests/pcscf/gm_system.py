@@ -85,14 +85,34 @@ class CoreSystem:
 
 
 @contextlib.contextmanager
-def core_system(data: Path) -> Iterator[CoreSystem]:
-    """``webims up`` on free ports in ``data`` until the block ends."""
+def core_system(data: Path, attempts: int = 3) -> Iterator[CoreSystem]:
+    """``webims up`` on free ports in ``data`` until the block ends (started again on
+    other ports when one was taken meanwhile by another process of the machine)."""
+    for attempt in range(1, attempts + 1):
+        ports = _free_ports()
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(running("up", "--config", str(_config(data, ports))))
+        except AssertionError as err:
+            if "address already in use" in str(err) and attempt < attempts:
+                continue
+            raise
+        with stack:
+            yield CoreSystem(data, ports)
+        return
+
+
+def _free_ports() -> dict[str, int]:
     names = ("pcscf", "ws", "wss", "icscf", "scscf", "diameter", "api", "web")
     ports: dict[str, int] = {}
     while len(ports) < len(names):
         port = free_port()
         if port not in ports.values():
             ports[names[len(ports)]] = port
+    return ports
+
+
+def _config(data: Path, ports: dict[str, int]) -> Path:
     config = data / "webims.toml"
     config.write_text(
         f'data_dir = "{data}"\n[sip]\nhost = "127.0.0.1"\n'
@@ -102,8 +122,7 @@ def core_system(data: Path) -> Iterator[CoreSystem]:
         f"[hss]\ndiameter_port = {ports['diameter']}\napi_port = {ports['api']}\n"
         f'[web]\nport = {ports["web"]}\npublic_url = "https://127.0.0.1:{ports["web"]}"\n'
     )
-    with running("up", "--config", str(config)):
-        yield CoreSystem(data, ports)
+    return config
 
 
 def _md5(text: str) -> str:

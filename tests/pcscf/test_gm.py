@@ -222,6 +222,35 @@ async def test_terminating_request_reaches_the_phone_by_its_path_token(
         phone.close()
 
 
+async def test_a_flow_token_from_outside_the_core_is_not_relayed(pcscf: Deployment) -> None:
+    """A UA that is no core peer and names a registered phone's flow token (learnt
+    from a Record-Route, say) is refused: only the core reaches a UE by its token."""
+    phone = phone_for(pcscf)
+    intruder = Phone(pcscf.sip_port, USER2)
+    try:
+        await registered(pcscf, phone)
+        path = str(pcscf.core.of("REGISTER")[-1].paths[0].uri)
+        forged = f"Route: <{path}>\r\nP-Asserted-Identity: <{USER2.impu}>\r\n"
+        message = intruder.message(phone.contact, extra=forged)
+        refused = await asyncio.to_thread(intruder.exchange, message)
+        assert refused.status == 403
+        register = intruder.register_request(
+            authorization=intruder.initial_credentials(), extra=forged
+        )
+        ok = await asyncio.to_thread(intruder.exchange, register)
+        assert ok.status == 200  # the stand-in core's: it went to the I-CSCF as user2's own
+        assert [r.method for r in pcscf.core.received if r.method != "SUBSCRIBE"] == [
+            "REGISTER",
+            "REGISTER",
+        ]
+        phone.sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            phone.next_request()
+    finally:
+        phone.close()
+        intruder.close()
+
+
 async def test_closed_tcp_phone_flow_gets_430(pcscf: Deployment) -> None:
     """RFC 5626 §5.3 as for a WIC: once the phone's TCP connection is gone its Path
     flow token no longer resolves, and a request for it is answered 430."""

@@ -6,13 +6,17 @@ its UDP/TCP port.  That port is also its Mw side, so the source tells them apart
 
 * a request from a core peer (:func:`core_peers`: the I-CSCF and S-CSCFs of the
   topology and the addresses the other CSCFs trust) is the core's (``routing.from_core``);
-* a REGISTER from anywhere else, unless its consumed Route carries one of our flow
-  tokens, is a UE's registration (:func:`handle_register`);
-* any other request from a flow holding a registration made that way is the UE's
-  originating or in-dialog request: the same identity rules as a WIC's
-  (``routing.from_wic``: P-Preferred-Identity / From checked against the IMPUs bound
-  to the flow, P-Asserted-Identity set, Service-Route).  Anything else stays with
-  ``routing.from_core`` (flow-token routing, OPTIONS to the eP-CSCF, 403).
+* a REGISTER from anywhere else is a UE's registration (:func:`handle_register`),
+  whatever Route it carries (it goes to the I-CSCF, never to a flow);
+* any other request from anywhere else is a UE's originating or in-dialog request,
+  under the same rules as a WIC's (``routing.from_wic``): the flow it came on must
+  hold a registration (else 403), P-Preferred-Identity / From are checked against
+  the IMPUs bound to that flow, P-Asserted-Identity is set, Route is the
+  Service-Route, and an in-dialog request must come through the Record-Route of
+  this very flow.  So a request from outside the core that names another UE's flow
+  token in its Route is refused, never relayed to that UE (RFC 3325 §5, TS 24.229
+  4.4: a P-Asserted-Identity reaches a UE only from within the trust domain).  An OPTIONS for
+  the eP-CSCF itself is answered 200 (a phone's keep-alive probe).
 
 The REGISTER of a UE (TS 24.229 5.2.2.1) goes to the I-CSCF with ``Route:
 <icscf_uri>``, ``Path`` naming the flow it came on (RFC 5626 §5.2 flow token of the
@@ -144,17 +148,11 @@ def from_ue(app: EpCscf, ctx: ProxyContext, now: float) -> bool:
         or source in app.core_peers
     ):
         return False
-    if ctx.request.method == "REGISTER":
-        used = ctx.route_used
-        if isinstance(used, SipURI) and used.user:
-            return False  # through one of our flow tokens: not a UE's registration
-        ctx.data[UE_SIDE] = True
-        handle_register(app, ctx, now)
-        return True
-    if app.bindings.for_flow(source) is None:
-        return False
     ctx.data[UE_SIDE] = True
-    routing.from_wic(app, ctx, now)
+    if ctx.request.method == "REGISTER":
+        handle_register(app, ctx, now)
+    else:
+        routing.from_wic(app, ctx, now)
     return True
 
 
