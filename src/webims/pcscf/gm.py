@@ -15,8 +15,8 @@ its UDP/TCP port.  That port is also its Mw side, so the source tells them apart
   Service-Route, and an in-dialog request must come through the Record-Route of
   this very flow.  So a request from outside the core that names another UE's flow
   token in its Route is refused, never relayed to that UE (RFC 3325 §5, TS 24.229
-  4.4: a P-Asserted-Identity reaches a UE only from within the trust domain).  An OPTIONS for
-  the eP-CSCF itself is answered 200 (a phone's keep-alive probe).
+  4.4: a P-Asserted-Identity reaches a UE only from within the trust domain).  An
+  OPTIONS for the eP-CSCF itself is answered 200 (a phone's keep-alive probe).
 
 The REGISTER of a UE (TS 24.229 5.2.2.1) goes to the I-CSCF with ``Route:
 <icscf_uri>``, ``Path`` naming the flow it came on (RFC 5626 §5.2 flow token of the
@@ -44,6 +44,12 @@ The 2xx binds the IMPI (Digest username) and the registered IMPUs (To and
 P-Associated-URI) to the flow and stores the Service-Route, exactly as a WIC's
 (``register.on_register_response``); the charging headers are removed from every
 response the UE gets (TS 24.229 5.2.2.2).  A 401 goes back as it came.
+
+Limits: a flow holds one registration, as a WIC's connection does (a phone with two
+accounts on one socket keeps the last one registered); dialogs are record-routed
+with the Mw URI of the flow (``sip:<token>@<pcscf host>;transport=tcp;lr``), which a
+phone must be able to reach for its in-dialog requests (RFC 5658 double
+Record-Route with a Gm-side URI is not done).
 """
 
 from __future__ import annotations
