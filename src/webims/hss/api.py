@@ -10,6 +10,9 @@ generated description, does not)::
     DELETE /subscribers/{name}          remove it          404 if unknown
     POST   /publics/{impu}/bar          bar one IMPU       404 if unknown
     POST   /publics/{impu}/unbar        unbar it           (IMPU URL-encoded)
+    POST   /subscribers/{name}/deregister
+                                        network-initiated  202, 409 if no S-CSCF
+                                        deregistration     is assigned
 
 Bodies are :class:`~webims.hss.provisioning.NewSubscriber` (POST) and
 :class:`SubscriberUpdate` (PUT); answers are
@@ -17,6 +20,14 @@ Bodies are :class:`~webims.hss.provisioning.NewSubscriber` (POST) and
 password or an HA1.  Every error is ``{"error": code, "detail": text}`` with
 its status (401, 404, 409, 422, 503), and a request that fails changes
 nothing: each change is one store transaction.
+
+``deregister`` is the operator's administrative deregistration in the HSS
+(TS 29.228 §6.1.3, Registration-Termination): its body is a
+:class:`DeregisterRequest` (the Deregistration-Reason, optionally the IMPUs
+whose implicit registration sets go); the identities become not registered at
+once and the RTR goes to the assigned S-CSCF in the background, hence 202.
+It exists only when :func:`create_app` is given a :data:`Deregistration`
+(the running HSS element hands its own).
 
 The key is checked in a middleware, before the body is even read, and
 compared in constant time.  :func:`resolve_api_key` finds it: from the
@@ -36,19 +47,21 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..diameter.cxdefs import DeregistrationReason
 from ..transport.http import HttpServer
 from .model import InvalidSubscriber
 from .provisioning import (
@@ -66,6 +79,9 @@ __all__ = [
     "ApiKey",
     "ApiKeyError",
     "ApiServer",
+    "DeregisterRequest",
+    "Deregistration",
+    "NotRegistered",
     "SubscriberUpdate",
     "create_app",
     "resolve_api_key",
@@ -86,12 +102,42 @@ class SubscriberUpdate(SubscriberFields):
     name: WebUser | None = None
 
 
+class DeregisterRequest(BaseModel):
+    """The body of ``POST /subscribers/{name}/deregister``: the
+    Deregistration-Reason's Reason-Code (TS 29.229 §6.3.17, by name) and the
+    IMPUs whose implicit registration sets are deregistered (all when absent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Literal["permanent_termination", "new_server_assigned", "server_change", "remove_scscf"]
+    impus: list[str] | None = None
+
+    @property
+    def reason_code(self) -> DeregistrationReason:
+        if self.reason == "remove_scscf":
+            return DeregistrationReason.REMOVE_S_CSCF
+        return DeregistrationReason[self.reason.upper()]
+
+
+#: Deregister subscriber ``name`` (the IMPUs' sets, or all when None) in the HSS
+#: and send the RTR with the reason; False, changing nothing, when no S-CSCF
+#: is assigned.  Raises :class:`~webims.hss.store.SubscriberNotFound`.
+Deregistration = Callable[[str, DeregistrationReason, Sequence[str] | None], Awaitable[bool]]
+
+
+class NotRegistered(Exception):
+    """A deregistration for a subscriber that no S-CSCF serves."""
+
+
 def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
 
 
-def create_app(store: SubscriberStore, api_key: str) -> FastAPI:
-    """The provisioning API over ``store``, guarded by ``api_key``."""
+def create_app(
+    store: SubscriberStore, api_key: str, *, deregister: Deregistration | None = None
+) -> FastAPI:
+    """The provisioning API over ``store``, guarded by ``api_key``; with
+    ``deregister``, the operator's deregistration resource too."""
     if not api_key:
         raise ValueError("the provisioning API needs a non-empty key")
     expected = api_key.encode()
@@ -116,6 +162,8 @@ def create_app(store: SubscriberStore, api_key: str) -> FastAPI:
 
     _install_error_handlers(app)
     app.include_router(_routes(store))
+    if deregister is not None:
+        app.include_router(_deregistration_route(store, deregister))
     return app
 
 
@@ -133,6 +181,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.error("provisioning: store error: %s", exc)
         return _error(503, "store_unavailable", str(exc))
 
+    async def not_registered(_: Request, exc: Exception) -> Response:
+        return _error(409, "not_registered", str(exc))
+
     async def bad_request(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         return _error(422, "invalid", describe_errors(exc.errors()))
@@ -144,6 +195,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(SubscriberExists, exists)
     app.add_exception_handler(SubscriberNotFound, not_found)
+    app.add_exception_handler(NotRegistered, not_registered)
     app.add_exception_handler(InvalidSubscriber, invalid)
     app.add_exception_handler(StoreError, store_failed)
     app.add_exception_handler(RequestValidationError, bad_request)
@@ -211,6 +263,30 @@ def _routes(store: SubscriberStore) -> APIRouter:
     @router.post("/publics/{impu:path}/unbar", responses=errors)
     async def unbar(impu: str) -> SubscriberView:
         return SubscriberView.of(await store.set_barred(impu, False))
+
+    return router
+
+
+def _deregistration_route(store: SubscriberStore, deregister: Deregistration) -> APIRouter:
+    scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+    router = APIRouter(dependencies=[Security(scheme)])
+    errors: dict[int | str, dict[str, str]] = {
+        401: {"description": "Missing or wrong API key"},
+        404: {"description": "No such subscriber, or the IMPU is not one of its"},
+        409: {"description": "No S-CSCF is assigned: nothing to deregister"},
+        422: {"description": "Invalid request"},
+    }
+
+    @router.post("/subscribers/{name}/deregister", status_code=202, responses=errors)
+    async def deregister_subscriber(name: str, body: DeregisterRequest) -> SubscriberView:
+        """Network-initiated deregistration (TS 29.228 §6.1.3): the identities
+        are not registered from now on; the RTR is on its way to the S-CSCF."""
+        if not await deregister(name, body.reason_code, body.impus):
+            raise NotRegistered(f"{name!r} is not registered at any S-CSCF")
+        sub = await store.get(name)
+        if sub is None:  # removed meanwhile
+            raise SubscriberNotFound(f"no subscriber {name!r}")
+        return SubscriberView.of(sub)
 
     return router
 

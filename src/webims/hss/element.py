@@ -6,7 +6,9 @@ works on a :class:`NotifyingStore`, which after each change sends what
 TS 29.228 asks for: a Push-Profile-Request when barring or the profile of
 a served subscriber changed (§6.5.2.5, User-Data and the allowed WAF/WWSF
 identities), a Registration-Termination-Request with PERMANENT_TERMINATION
-when a served subscriber is removed (§6.5.2.1).  A change made straight in
+when a served subscriber is removed (§6.5.2.1), and an RTR with the
+operator's reason for ``POST /subscribers/{name}/deregister`` (§6.1.3,
+§6.5.2.2; :meth:`NotifyingStore.deregister`).  A change made straight in
 the store (``webims subscriber`` while the HSS runs) takes effect at the
 next Cx request for that user.
 """
@@ -89,6 +91,21 @@ class NotifyingStore(SubscriberStore):
         after = await self.inner.set_barred(impu, barred)
         self._push(after.name)
         return after
+
+    async def deregister(
+        self, name: str, reason: DeregistrationReason, impus: Sequence[str] | None = None
+    ) -> bool:
+        """Network-initiated deregistration (TS 29.228 §6.1.3.1, §6.5.2.2):
+        ``impus``' implicit registration sets (all when None) become not
+        registered here, then the RTR with ``reason`` goes to the assigned
+        S-CSCF, which NOTIFYs the subscribers (``rejected`` for
+        PERMANENT_TERMINATION, ``deactivated`` otherwise: TS 24.229 5.4.1.6).
+        False, changing nothing, when no S-CSCF is assigned."""
+        rtr = await prepare_rtr(self.inner, name, reason, impus)
+        if rtr is None:
+            return False
+        self._background(self.cx.send_rtr(rtr), f"RTR {reason.name} to {rtr.destination_host}")
+        return True
 
     async def remove(self, name: str) -> Subscriber:
         rtr = None
@@ -185,7 +202,8 @@ class HssElement:
         opts = self.options
         key = resolve_api_key(opts.api_key, opts.data_dir)
         self.api_key_note = key.describe()
-        server = HttpServer(create_app(self.store, key.value), opts.host, opts.api_port)
+        app = create_app(self.store, key.value, deregister=self.store.deregister)
+        server = HttpServer(app, opts.host, opts.api_port)
         self._api_task = await server.start_serving()
         self.api = server
 
