@@ -374,7 +374,7 @@ def main() -> None:
     where = "the elements' processes" if args.separate else "the `webims up` process"
     print(
         f"server:   {per:.2f} ms of CPU per registration in {where}"
-        f" (one core: at most {1000 / per:,.0f} registrations/s)"
+        f" (at most {1000 / per:,.0f} registrations/s per core they get)"
     )
     if args.separate:
         print(
