@@ -131,6 +131,19 @@ async def test_a_valid_token_gives_the_ims_identities(
     assert validator.jwks_fetches == 1
 
 
+async def test_tokens_arriving_during_the_first_jwks_fetch_wait_for_it(
+    site: WafSite, validators: MakeValidator
+) -> None:
+    """A fresh eP-CSCF receiving many REGISTERs at once fetches the JWKS once,
+    and every token checked meanwhile is checked against what it brings
+    (none is refused as signed by an unknown key)."""
+    body = await site.tokens()
+    validator = validators(site)
+    infos = await asyncio.gather(*(validator.validate(body["access_token"]) for _ in range(8)))
+    assert {info.impi for info in infos} == {USER1.impi}
+    assert validator.jwks_fetches == 1
+
+
 async def test_introspection_mode_accepts_a_live_token(
     site: WafSite, validators: MakeValidator
 ) -> None:

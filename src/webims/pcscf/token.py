@@ -438,6 +438,11 @@ class TokenValidator:
         if fetched is None or now - fetched >= self._refetch_interval:
             await self._refresh_keys()
             key = self._keys.get(kid)
+        elif key is None and self._fetch_lock.locked():
+            # A fetch another token started is under way (the first REGISTERs after a
+            # start, or after a key rotation, arrive together): wait for its keys.
+            async with self._fetch_lock:
+                key = self._keys.get(kid)
         if key is None:
             if self._fetch_failed:  # the kid may well be the WAF's: say nothing about it
                 raise TokenUnavailable("the WAF's keys cannot be fetched")
