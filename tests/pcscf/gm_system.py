@@ -220,7 +220,7 @@ class Phone:
         return self.final_response()
 
     # -- requests -----------------------------------------------------------------------
-    def _via(self) -> str:
+    def via(self) -> str:
         return f"SIP/2.0/{self.transport.upper()} 127.0.0.1:{self.port};branch=z9hG4bK-ph{next(_n)}"
 
     def register_request(
@@ -230,7 +230,7 @@ class Phone:
         auth = f"Authorization: {authorization}\r\n" if authorization is not None else ""
         return (
             f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
-            f"Via: {self._via()}\r\n"
+            f"Via: {self.via()}\r\n"
             "Max-Forwards: 70\r\n"
             f"From: <{self.user.impu}>;tag={self.tag}\r\n"
             f"To: <{self.user.impu}>\r\n"
@@ -283,7 +283,7 @@ class Phone:
         body = b"hello from a SIP phone"
         return (
             f"MESSAGE {to} SIP/2.0\r\n"
-            f"Via: {self._via()}\r\n"
+            f"Via: {self.via()}\r\n"
             "Max-Forwards: 70\r\n"
             f"From: <{from_ or self.user.impu}>;tag={new_tag()}\r\n"
             f"To: <{to}>\r\n"
@@ -293,6 +293,38 @@ class Phone:
             "Content-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
+
+
+def invite(phone: Phone, to: str) -> bytes:
+    """An initial INVITE of ``phone`` for ``to`` (no offer: it comes in the 200)."""
+    return (
+        f"INVITE {to} SIP/2.0\r\n"
+        f"Via: {phone.via()}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <{phone.user.impu}>;tag={new_tag()}\r\n"
+        f"To: <{to}>\r\n"
+        f"Call-ID: {secrets.token_hex(8)}@phone\r\n"
+        "CSeq: 1 INVITE\r\n"
+        f"Contact: <{phone.contact}>\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def bye_as_callee(phone: Phone, invite: Request) -> bytes:
+    """The BYE the UAS of ``invite`` sends: Request-URI the caller's Contact, Route the
+    INVITE's Record-Route in order (RFC 3261 §12.1.1), From/To swapped."""
+    routes = "".join(f"Route: {rr}\r\n" for rr in invite.headers.get_all("Record-Route"))
+    return (
+        f"BYE {invite.contacts[0].uri} SIP/2.0\r\n"
+        f"Via: {phone.via()}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"{routes}"
+        f"From: {invite.headers.get('To')};tag=callee\r\n"
+        f"To: {invite.headers.get('From')}\r\n"
+        f"Call-ID: {invite.call_id}\r\n"
+        "CSeq: 1 BYE\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
 
 
 def options_to(impu: str, port: int) -> bytes:

@@ -45,11 +45,14 @@ P-Associated-URI) to the flow and stores the Service-Route, exactly as a WIC's
 (``register.on_register_response``); the charging headers are removed from every
 response the UE gets (TS 24.229 5.2.2.2).  A 401 goes back as it came.
 
-Limits: a flow holds one registration, as a WIC's connection does (a phone with two
-accounts on one socket keeps the last one registered); dialogs are record-routed
-with the Mw URI of the flow (``sip:<token>@<pcscf host>;transport=tcp;lr``), which a
-phone must be able to reach for its in-dialog requests (RFC 5658 double
-Record-Route with a Gm-side URI is not done).
+Dialogs of a UE are double record-routed (RFC 5658): the Mw-side entry names the
+eP-CSCF's host over TCP as for a WIC, the Gm-side one (:func:`ue_record_route`) the
+address and transport the phone reached it on, both with the flow token, so that a
+phone that cannot resolve the eP-CSCF's host name still sends its in-dialog requests
+on its own flow.
+
+Limit: a flow holds one registration, as a WIC's connection does (a phone with two
+accounts on one socket keeps the last one registered).
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ __all__ = [
     "from_ue",
     "handle_register",
     "identity_challenge",
+    "record_route_towards_ue",
+    "ue_record_route",
 ]
 
 log = logging.getLogger(__name__)
@@ -155,11 +160,39 @@ def from_ue(app: EpCscf, ctx: ProxyContext, now: float) -> bool:
     ):
         return False
     ctx.data[UE_SIDE] = True
-    if ctx.request.method == "REGISTER":
+    req = ctx.request
+    if req.method == "REGISTER":
         handle_register(app, ctx, now)
-    else:
-        routing.from_wic(app, ctx, now)
+        return True
+    reg = app.bindings.for_flow(source)
+    if reg is not None and req.method in routing.DIALOG_FORMING and req.to_tag is None:
+        # Below the Mw-side entry ``from_wic`` has the core put on top (RFC 5658).
+        for name, value in record_route_towards_ue(source, reg.flow_token):
+            req.headers.add_first(name, value)
+    routing.from_wic(app, ctx, now)
     return True
+
+
+def ue_record_route(flow: Flow, token: str) -> str | None:
+    """The Gm-side half of the eP-CSCF's double Record-Route (RFC 5658) for a dialog
+    of the UE on ``flow``: the address and transport the UE reaches us on, with the
+    flow token.  The Mw-side half (``EpCscf.flow_uri``) names the eP-CSCF's host
+    and TCP, which a phone may be unable to resolve or use.  None for a WIC's flow,
+    and for a listener on an unspecified address (no address to give the UE)."""
+    if flow.transport not in GM_TRANSPORTS:
+        return None
+    host, port = flow.local
+    if host in ("0.0.0.0", "::"):
+        return None
+    hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    transport = ";transport=tcp" if flow.transport == "tcp" else ""
+    return f"sip:{token}@{hostport}{transport};lr"
+
+
+def record_route_towards_ue(flow: Flow, token: str) -> list[tuple[str, str]]:
+    """``ue_record_route`` as a header to add, if there is one."""
+    uri = ue_record_route(flow, token)
+    return [("Record-Route", f"<{uri}>")] if uri is not None else []
 
 
 # -- the REGISTER --------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from ..sip.errors import ParseError
 from ..sip.headers import header_key
 from ..sip.proxy import ProxyContext, Target
 from ..sip.uri import SipURI
-from . import regevent
+from . import gm, regevent
 from .bindings import impu_key
 
 if TYPE_CHECKING:
@@ -144,7 +144,9 @@ def from_core(app: EpCscf, ctx: ProxyContext, now: float) -> None:
             req.headers.remove(name)
         dialog_forming = req.method in DIALOG_FORMING and req.to_tag is None
         record_route = app.flow_uri(token) if dialog_forming else None
-        ctx.forward([Target(req.uri, dest=flow)], record_route=record_route, now=now)
+        ue_side = gm.record_route_towards_ue(flow, token) if dialog_forming else []
+        target = Target(req.uri, dest=flow, headers_first=ue_side)  # RFC 5658, gm.py
+        ctx.forward([target], record_route=record_route, now=now)
         return
     if req.method == "NOTIFY" and app.bindings.subscription(req.call_id) is not None:
         regevent.handle_notify(app, ctx, now)

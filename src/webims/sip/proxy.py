@@ -518,6 +518,9 @@ class ProxyCore:
             req.headers.pop_first_value("Route")
             if ctx is not None:
                 ctx.route_used = routes[0].uri
+            if len(routes) > 1 and self.locator.is_local(routes[1].uri):
+                # RFC 5658 double Record-Route: the entry for our other side is ours too.
+                req.headers.pop_first_value("Route")
 
     def _on_cancel(self, tx: ServerTransaction, cancel: Request, now: float) -> None:
         """§16.10: answer the CANCEL, then cancel every pending branch."""
