@@ -9,7 +9,15 @@
 // again); "registered" waits for the SIP registration to succeed rather than
 // for it to settle either way; "hold" then writes "hold: registered" on
 // stderr and waits for a line on stdin before going on (the test looks at
-// the IMS core while the browser is registered).
+// the IMS core while the browser is registered); "regevent" (with "hold")
+// takes that line as the registration state the page must then reach after
+// a deregistration by the network ("registered" again, or "deregistered"),
+// writes "hold: after <state>" on stderr, waits for another line, and goes
+// on to the logout without the reload.  The output also lists the SIP
+// messages on the page's WebSockets (start line, From, To, CSeq, Accept,
+// Event, Subscription-State, Expires, the iat of the Bearer token, the body
+// of a NOTIFY) and, in mode "regevent", the registration states the page
+// showed after the first hold.
 //
 // The user "guest" presses the login page's guest button instead of logging in.
 // Prints one JSON object on stdout: what the page shows (IMPI, IMPUs, the
@@ -44,6 +52,44 @@ const FLAGS = [
 const profile = mkdtempSync(path.join(tmpdir(), "webims-chromium-"));
 const requested = [];
 const consoleLines = [];
+const sip = [];
+
+// One SIP message of a WebSocket frame, as the test reads it.
+function sipSummary(dir, payload) {
+  const text = String(payload);
+  const [head, body = ""] = text.split("\r\n\r\n", 2);
+  const lines = head.split("\r\n");
+  const header = (name) => {
+    const line = lines.find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`));
+    return line ? line.slice(name.length + 1).trim() : null;
+  };
+  const start = lines[0];
+  // When the Bearer token of the request was issued (its iat claim).
+  const bearer = /^Bearer\s+(?:access_token=")?[^.\s]+\.([^.\s]+)\./i.exec(header("Authorization") || "");
+  const claims = bearer ? JSON.parse(Buffer.from(bearer[1], "base64url").toString()) : null;
+  return {
+    dir,
+    at: Date.now(),
+    start,
+    from: header("From"),
+    to: header("To"),
+    cseq: header("CSeq"),
+    accept: header("Accept"),
+    event: header("Event"),
+    subscriptionState: header("Subscription-State"),
+    expires: header("Expires"),
+    tokenIat: claims ? claims.iat : null,
+    body: start.startsWith("NOTIFY ") ? body : "",
+  };
+}
+
+// The next line the test writes on stdin.
+async function nextLine() {
+  process.stdin.resume();
+  const line = await new Promise((resolve) => process.stdin.once("data", resolve));
+  process.stdin.pause();
+  return String(line).trim();
+}
 let context;
 try {
   // A persistent context is how Playwright takes a user-data-dir of our own.
@@ -60,6 +106,10 @@ try {
   page.on("request", (request) => requested.push(request.url()));
   page.on("console", (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
   page.on("pageerror", (err) => consoleLines.push(`pageerror: ${err.message}`));
+  page.on("websocket", (ws) => {
+    ws.on("framesent", (frame) => sip.push(sipSummary("sent", frame.payload)));
+    ws.on("framereceived", (frame) => sip.push(sipSummary("received", frame.payload)));
+  });
 
   // A callback this tab did not ask for (forged code and state) is refused
   // before any token request.
@@ -104,10 +154,31 @@ try {
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
 
+  let regevent = null;
   if (modes.has("hold")) {
+    const since = await page.evaluate(() => globalThis.webimsWic.regStates.length);
     process.stderr.write("hold: registered\n");
-    await new Promise((resolve) => process.stdin.once("data", resolve));
-    process.stdin.pause();
+    const target = await nextLine();
+    if (modes.has("regevent")) {
+      // Deregistered by the network, then in the state the test expects.
+      const reached = ([state, from]) => {
+        const states = globalThis.webimsWic.regStates.slice(from).map((s) => s.state);
+        const dropped = states.lastIndexOf("deregistered");
+        const current = document.getElementById("reg-state").dataset.state;
+        return dropped >= 0 && current === state && states.lastIndexOf(state) >= dropped;
+      };
+      await page.waitForFunction(reached, [target, since], { timeout: 30000 });
+      regevent = await page.evaluate((from) => {
+        return {
+          states: globalThis.webimsWic.regStates.slice(from),
+          regText: document.getElementById("reg-state").textContent,
+          regDetail: document.getElementById("reg-detail").textContent,
+        };
+      }, since);
+      process.stderr.write(`hold: after ${target}\n`);
+      await nextLine();
+      regevent.statesLater = await page.evaluate((from) => globalThis.webimsWic.regStates.slice(from), since);
+    }
   }
 
   let refreshed = null;
@@ -125,19 +196,22 @@ try {
     }));
   }
 
-  // A reload keeps the session of this tab: same token, no new login.
-  const before = requested.length;
-  await page.reload();
-  await page.waitForSelector("#impus li");
-  const reloaded = await page.evaluate(() => ({
-    storage: Object.fromEntries(Object.entries(sessionStorage)),
-    impus: [...document.querySelectorAll("#impus li")].map((li) => li.textContent),
-  }));
-  reloaded.requested = requested.slice(before);
-  // Registered again from the new WebSocket (same +sip.instance and reg-id):
-  // the logout's unregistration then removes the only binding.
-  await page.waitForFunction(settledIn, settled, { timeout: 15000 });
-  reloaded.regState = await page.evaluate(() => document.getElementById("reg-state").dataset.state);
+  let reloaded = null;
+  if (!modes.has("regevent")) {
+    // A reload keeps the session of this tab: same token, no new login.
+    const before = requested.length;
+    await page.reload();
+    await page.waitForSelector("#impus li");
+    reloaded = await page.evaluate(() => ({
+      storage: Object.fromEntries(Object.entries(sessionStorage)),
+      impus: [...document.querySelectorAll("#impus li")].map((li) => li.textContent),
+    }));
+    reloaded.requested = requested.slice(before);
+    // Registered again from the new WebSocket (same +sip.instance and reg-id):
+    // the logout's unregistration then removes the only binding.
+    await page.waitForFunction(settledIn, settled, { timeout: 15000 });
+    reloaded.regState = await page.evaluate(() => document.getElementById("reg-state").dataset.state);
+  }
 
   await page.locator("#logout").click();
   await page.waitForFunction(() => document.body.dataset.state === "signed-out");
@@ -147,8 +221,17 @@ try {
     error: document.getElementById("error").hidden ? "" : document.getElementById("error").textContent,
   }));
   process.stdout.write(
-    JSON.stringify({ ...shown, forged, refreshed, reloaded, afterLogout, requested, console: consoleLines }) +
-      "\n",
+    JSON.stringify({
+      ...shown,
+      forged,
+      refreshed,
+      reloaded,
+      regevent,
+      afterLogout,
+      requested,
+      sip,
+      console: consoleLines,
+    }) + "\n",
   );
 } catch (err) {
   process.stderr.write(`browser_login: ${err.message}\n`);

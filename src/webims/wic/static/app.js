@@ -10,8 +10,12 @@
 //                  the IMPI/IMPUs and the token's expiry shown, a refresh at
 //                  80% of the lifetime (refresh tokens rotate), SIP over WSS
 //                  to the eP-CSCF with Bearer auth, re-REGISTER after each
-//                  refresh; "Log out" unregisters, logs out of the WWSF and
-//                  forgets everything.
+//                  refresh; the reg event followed (a network deregistration
+//                  with "deactivated" is answered by a fresh registration,
+//                  with a fresh token when the one held is near its expiry;
+//                  "rejected" ends the registration for good: SPEC §9.4 14);
+//                  "Log out" unsubscribes, unregisters, logs out of the WWSF
+//                  and forgets everything.
 // A failed WebSocket or REGISTER shows as such and leaves the token and the
 // identities on screen.
 
@@ -29,6 +33,8 @@ import {
 const SESSION_KEY = "webims.wic.session";
 const PENDING_KEY = "webims.wic.pending";
 const INSTANCE_KEY = "webims.wic.instance";
+// A token with less than this left is refreshed before a fresh registration.
+const FRESH_TOKEN_MARGIN_MS = 30000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -42,6 +48,8 @@ const wic = {
   refreshing: null,
   // A 401 to a REGISTER triggers one refresh until the next success.
   tokenRetried: false,
+  // The last registration states shown, oldest first ({state, text, at}).
+  regStates: [],
 };
 // For people debugging in the console and for the browser test.
 globalThis.webimsWic = wic;
@@ -59,11 +67,30 @@ function setError(message) {
   box.hidden = !message;
 }
 
+const DEREGISTERED_DETAIL = {
+  deactivated: "registering again",
+  expired: "registering again",
+  rejected: "not registering again",
+  unregistered: "by a registration elsewhere; not registering again",
+};
+
+function regStateText(state, detail) {
+  if (state === "failed") return `failed: ${detail}`;
+  if (state === "deregistered") return `deregistered by the network (${detail})`;
+  return state;
+}
+
 function setRegistration(state, detail, status = 0) {
   const el = $("reg-state");
   el.dataset.state = state;
-  el.textContent = state === "failed" ? `failed: ${detail}` : state;
-  $("reg-detail").textContent = state === "failed" ? "" : detail || "";
+  el.textContent = regStateText(state, detail);
+  wic.regStates.push({ state, text: el.textContent, at: Date.now() });
+  if (wic.regStates.length > 50) wic.regStates.shift();
+  if (state === "deregistered") {
+    $("reg-detail").textContent = DEREGISTERED_DETAIL[detail] || "";
+  } else {
+    $("reg-detail").textContent = state === "failed" ? "" : detail || "";
+  }
   if (state === "registered") {
     wic.tokenRetried = false;
   } else if (state === "failed" && status === 401 && !wic.tokenRetried && wic.line) {
@@ -185,6 +212,13 @@ async function refreshOnce() {
   }
 }
 
+// The token for a fresh initial registration after the network's
+// "deactivated": the one held, or a new one when it is near its expiry.
+async function tokenForRegistration() {
+  if (wic.tokens && wic.tokens.expires_at - Date.now() < FRESH_TOKEN_MARGIN_MS) await refresh();
+  return wic.tokens ? wic.tokens.access_token : null;
+}
+
 async function startSip() {
   if (!wic.config.pcscf_url || wic.tokens.impu.length === 0) {
     setRegistration("failed", "no eP-CSCF URL or no IMPU to register");
@@ -199,6 +233,7 @@ async function startSip() {
       token: wic.tokens.access_token,
       instanceId: instanceId(),
       onState: setRegistration,
+      freshToken: tokenForRegistration,
     });
     wic.line.start();
   } catch (err) {
