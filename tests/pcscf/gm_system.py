@@ -179,7 +179,7 @@ class Phone:
         else:
             self.sock.sendall(data)
 
-    def _receive(self) -> Request | Response:
+    def receive(self) -> Request | Response:
         if self.transport == "udp":
             return parse_message(self.sock.recv(65535))
         while True:
@@ -195,7 +195,7 @@ class Phone:
     def next_request(self) -> Request:
         """The next request from the network, answered 200."""
         while True:
-            msg = self._receive()
+            msg = self.receive()
             if isinstance(msg, Request):
                 self._answer(msg)
                 return msg
@@ -208,7 +208,7 @@ class Phone:
     def final_response(self) -> Response:
         """The next final response (requests meanwhile are answered 200)."""
         while True:
-            msg = self._receive()
+            msg = self.receive()
             if isinstance(msg, Request):
                 self._answer(msg)
             elif msg.status >= 200:
