@@ -2,7 +2,9 @@
 
 ``up`` and ``run`` start elements; ``subscriber …`` provisions the HSS store
 of the deployment that ``--config``/``--data-dir`` select, with the same
-rules as the HSS's REST API (:mod:`webims.hss.provisioning`).  Errors are one
+rules as the HSS's REST API (:mod:`webims.hss.provisioning`);
+``subscriber deregister`` asks the running HSS, through that API, to send
+the S-CSCF an RTR.  Errors are one
 line on stderr: exit 2 for a usage or validation error, 1 for a refusal of
 the store (a subscriber that exists, an identity that does not).
 """
@@ -26,6 +28,13 @@ from rich.table import Table
 from . import __version__
 from .config import ConfigError, Settings, load_settings
 from .hss import open_store
+from .hss.api import (
+    DEREGISTRATION_REASONS,
+    ApiKeyError,
+    ApiRefusal,
+    client_key,
+    request_deregistration,
+)
 from .hss.model import InvalidSubscriber, Subscriber
 from .hss.provisioning import NewSubscriber, SubscriberView, describe_errors, seed_demo
 from .hss.store import StoreError, SubscriberExists, SubscriberNotFound, SubscriberStore
@@ -306,6 +315,35 @@ def subscriber_remove(
     if removed is None and not web:
         _fail(f"not found: no subscriber {name!r}", 1)
     typer.echo(f"removed {name}")
+
+
+@subscriber_app.command("deregister")
+def subscriber_deregister(
+    name: Annotated[str, typer.Argument(help="Web user name.")],
+    reason: Annotated[
+        str, typer.Option("--reason", help=f"One of {', '.join(DEREGISTRATION_REASONS)}.")
+    ] = "permanent_termination",
+    impu: Annotated[
+        list[str] | None,
+        typer.Option("--impu", help="Only this IMPU's implicit set (repeatable)."),
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Deregister a subscriber from the network: the running HSS sends the
+    S-CSCF a Registration-Termination-Request (TS 29.228 6.1.3) through its API."""
+    if reason not in DEREGISTRATION_REASONS:
+        _fail(f"--reason must be one of {', '.join(DEREGISTRATION_REASONS)}", 2)
+    settings = _settings(config, data_dir)
+    hss = settings.hss
+    if not hss.api_port:
+        _fail("the HSS has no provisioning API (hss.api_port = 0)", 2)
+    try:
+        key = client_key(hss.api_key, settings.data_dir)
+        request_deregistration(hss.host, hss.api_port, key, name, reason=reason, impus=impu)
+    except (ApiKeyError, ApiRefusal) as err:
+        _fail(str(err), 1)
+    typer.echo(f"deregistered {name} ({reason}): RTR sent to its S-CSCF")
 
 
 def _set_barred(impu: str, barred: bool, config: Path | None, data_dir: Path | None) -> None:

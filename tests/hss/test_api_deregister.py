@@ -1,8 +1,9 @@
 """The operator's deregistration through the provisioning API
-(``POST /subscribers/{name}/deregister``): the HSS element in this process on
-real sockets (Diameter and HTTP), a Cx peer playing the S-CSCF that records
-the Registration-Termination-Request it gets (TS 29.228 §6.1.3), and every
-error answer, each of which changes nothing."""
+(``POST /subscribers/{name}/deregister``) and ``webims subscriber
+deregister``, its client: the HSS element in this process on real sockets
+(Diameter and HTTP), a Cx peer playing the S-CSCF that records the
+Registration-Termination-Request it gets (TS 29.228 §6.1.3), and every error
+answer, each of which changes nothing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner, Result
 
+from webims.cli import app
 from webims.diameter.base import Identity
 from webims.diameter.cx import CxClient, RtRequest
 from webims.diameter.cxdefs import (
@@ -233,3 +236,72 @@ async def test_an_app_without_a_deregistration_has_no_such_resource(tmp_path: Pa
             listed = (await client.get("/openapi.json")).json()["paths"]
     assert answer.status_code in (404, 405)
     assert "/subscribers/{name}/deregister" not in listed
+
+
+# -- webims subscriber deregister: the command line as a client of the running HSS --
+
+
+def config_for(network: Network, tmp_path: Path, *, key: str | None = KEY) -> Path:
+    """A configuration naming the running HSS's API (and its key, or none:
+    the client then reads ``<data_dir>/hss-api-key``)."""
+    assert network.hss.api is not None
+    config = tmp_path / "client.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "client-data"}"\n'
+        f"[hss]\napi_port = {network.hss.api.port}\n"
+        + (f'api_key = "{key}"\n' if key is not None else "")
+    )
+    return config
+
+
+async def cli(config: Path, *args: str) -> Result:
+    """``webims ARGS --config CONFIG`` in a thread: the HSS runs on this loop."""
+    command = [*args, "--config", str(config)]
+    return await asyncio.to_thread(lambda: CliRunner().invoke(app, command))
+
+
+async def test_the_command_line_deregisters_through_the_running_hss(
+    network: Network, tmp_path: Path
+) -> None:
+    config = config_for(network, tmp_path)
+    await network.register(USER1_IMPU, USER1_IMPI)
+
+    done = await cli(config, "subscriber", "deregister", "user1", "--reason", "server_change")
+
+    assert done.exit_code == 0, done.output
+    assert done.stdout == "deregistered user1 (server_change): RTR sent to its S-CSCF\n"
+    rtr = await network.next_rtr()
+    assert rtr.reason is DeregistrationReason.SERVER_CHANGE
+    assert rtr.user_name == USER1_IMPI
+    assert (await network.states("user1"))[USER1_IMPU] == "not_registered"
+
+    # Again: nothing registered any more.  Then the default reason, per set.
+    again = await cli(config, "subscriber", "deregister", "user1")
+    assert again.exit_code == 1
+    assert "not_registered" in again.stderr
+    await network.register(SET_A, "sets_private@home1.net")
+    await network.register(SET_B, "sets_private@home1.net")
+    one = await cli(config, "subscriber", "deregister", "sets", "--impu", SET_A)
+    assert one.exit_code == 0, one.output
+    rtr = await network.next_rtr()
+    assert rtr.reason is DeregistrationReason.PERMANENT_TERMINATION
+    assert rtr.public_identities == (SET_A,)
+
+
+async def test_the_command_line_refusals(network: Network, tmp_path: Path) -> None:
+    config = config_for(network, tmp_path)
+    unknown = await cli(config, "subscriber", "deregister", "nobody")
+    assert unknown.exit_code == 1 and "not_found" in unknown.stderr
+    bad = await cli(config, "subscriber", "deregister", "user1", "--reason", "because")
+    assert bad.exit_code == 2 and "--reason must be one of" in bad.stderr
+    # No key configured and no key file in this data directory.
+    keyless = await cli(config_for(network, tmp_path, key=None), "subscriber", "deregister", "x")
+    assert keyless.exit_code == 1 and "hss-api-key" in keyless.stderr
+    # No HSS listening there.
+    (tmp_path / "down.toml").write_text(
+        f'data_dir = "{tmp_path}"\n[hss]\napi_port = {free_port()}\napi_key = "{KEY}"\n'
+    )
+    down = await cli(tmp_path / "down.toml", "subscriber", "deregister", "user1")
+    assert down.exit_code == 1 and "cannot be reached" in down.stderr
+    await asyncio.sleep(0.2)
+    assert network.rtrs == []

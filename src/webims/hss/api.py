@@ -27,7 +27,9 @@ nothing: each change is one store transaction.
 whose implicit registration sets go); the identities become not registered at
 once and the RTR goes to the assigned S-CSCF in the background, hence 202.
 It exists only when :func:`create_app` is given a :data:`Deregistration`
-(the running HSS element hands its own).
+(the running HSS element hands its own).  :func:`request_deregistration` is
+its client (``webims subscriber deregister``: an RTR needs the running HSS's
+Cx connection, so the command line cannot do it on the store alone).
 
 The key is checked in a middleware, before the body is even read, and
 compared in constant time.  :func:`resolve_api_key` finds it: from the
@@ -76,14 +78,18 @@ from .store import StoreError, SubscriberExists, SubscriberNotFound, SubscriberS
 __all__ = [
     "API_KEY_FILE",
     "API_KEY_HEADER",
+    "DEREGISTRATION_REASONS",
     "ApiKey",
     "ApiKeyError",
+    "ApiRefusal",
     "ApiServer",
     "DeregisterRequest",
     "Deregistration",
     "NotRegistered",
     "SubscriberUpdate",
+    "client_key",
     "create_app",
+    "request_deregistration",
     "resolve_api_key",
     "serve_api",
 ]
@@ -100,6 +106,15 @@ class SubscriberUpdate(SubscriberFields):
     must then be the one in the path)."""
 
     name: WebUser | None = None
+
+
+#: Deregistration-Reason names the deregistration resource takes (TS 29.229 §6.3.17).
+DEREGISTRATION_REASONS = (
+    "permanent_termination",
+    "new_server_assigned",
+    "server_change",
+    "remove_scscf",
+)
 
 
 class DeregisterRequest(BaseModel):
@@ -343,6 +358,69 @@ def _read_key(path: Path) -> str:
     if len(value) < 16:
         raise ApiKeyError(f"{path} holds no key of at least 16 characters")
     return value
+
+
+# -- a client of the running HSS's API ---------------------------------------------
+
+
+class ApiRefusal(Exception):
+    """The running HSS's API refused a request, or could not be reached
+    (``status`` 0)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def client_key(configured: str | None, data_dir: Path) -> str:
+    """The key a client of the running HSS sends: the configured one, else
+    the one in ``<data_dir>/hss-api-key`` (which only the HSS makes)."""
+    if configured:
+        return configured
+    path = data_dir / API_KEY_FILE
+    if not path.exists():
+        raise ApiKeyError(f"no {path}: the HSS makes it on its first start")
+    return _read_key(path)
+
+
+def request_deregistration(
+    host: str,
+    port: int,
+    key: str,
+    name: str,
+    *,
+    reason: str,
+    impus: Sequence[str] | None = None,
+    timeout: float = 10.0,
+) -> SubscriberView:
+    """``POST /subscribers/{name}/deregister`` at the HSS listening on
+    ``host``:``port`` (a wildcard host is reached on the loopback); the
+    subscriber as the HSS then sees it.  Raises :class:`ApiRefusal`."""
+    import httpx  # noqa: PLC0415 (only the command line is a client)
+
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    body: dict[str, object] = {"reason": reason}
+    if impus:
+        body["impus"] = list(impus)
+    try:
+        answer = httpx.post(
+            f"{url}/subscribers/{quote(name, safe='')}/deregister",
+            json=body,
+            headers={API_KEY_HEADER: key},
+            timeout=timeout,
+        )
+    except httpx.HTTPError as err:
+        raise ApiRefusal(0, f"the HSS's API at {url} cannot be reached ({err})") from None
+    if answer.status_code != 202:
+        try:
+            error = answer.json()
+            message = f"{error['error']}: {error['detail']}"
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {answer.status_code}"
+        raise ApiRefusal(answer.status_code, message)
+    return SubscriberView.model_validate(answer.json())
 
 
 # -- serving ----------------------------------------------------------------------
