@@ -4,9 +4,9 @@
 of the deployment that ``--config``/``--data-dir`` select, with the same
 rules as the HSS's REST API (:mod:`webims.hss.provisioning`);
 ``subscriber deregister`` asks the running HSS, through that API, to send
-the S-CSCF an RTR.  Errors are one
-line on stderr: exit 2 for a usage or validation error, 1 for a refusal of
-the store (a subscriber that exists, an identity that does not).
+the S-CSCF an RTR.  Errors are one line on stderr: exit 2 for a usage or
+validation error, 1 for a refusal of the store (a subscriber that exists, an
+identity that does not).
 """
 
 from __future__ import annotations
