@@ -173,11 +173,13 @@ try {
           states: globalThis.webimsWic.regStates.slice(from),
           regText: document.getElementById("reg-state").textContent,
           regDetail: document.getElementById("reg-detail").textContent,
+          refreshes: Number(document.getElementById("refreshes").textContent),
         };
       }, since);
       process.stderr.write(`hold: after ${target}\n`);
       await nextLine();
       regevent.statesLater = await page.evaluate((from) => globalThis.webimsWic.regStates.slice(from), since);
+      regevent.refreshesLater = await page.evaluate(() => Number(document.getElementById("refreshes").textContent));
     }
   }
 
