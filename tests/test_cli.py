@@ -13,22 +13,8 @@ from pathlib import Path
 
 import websockets
 
+from tests.ports import free_port
 from webims.sip import Response, parse_message
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP (SIP listeners take both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-        with socket.socket() as t:
-            try:
-                t.bind(("127.0.0.1", port))  # the same number must be free for TCP too
-            except OSError:
-                continue  # taken for TCP: try another
-        return port
-    raise OSError("no port free for both UDP and TCP")
 
 
 def options(target: str, via: str, branch: str) -> bytes:

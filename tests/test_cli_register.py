@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.wic.conftest import free_port, running
+from tests.ports import free_port
+from tests.wic.conftest import running
 
 IMPU1 = "sip:user1_public1@home1.net"
 

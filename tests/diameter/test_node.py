@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.ports import free_port
 from webims.diameter import base, cx
 from webims.diameter.base import Identity
 from webims.diameter.codec import AppMessage, decode, peek_header
@@ -31,12 +31,6 @@ FAST = NodeConfig(tw=30.0, handshake_timeout=2.0, request_timeout=2.0, reconnect
 
 def identity(host: str) -> Identity:
     return Identity(origin_host=host, origin_realm="home1.net", applications=CX_APPS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def uar(node: DiameterNode, n: int) -> AppMessage:

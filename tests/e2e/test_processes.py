@@ -17,7 +17,6 @@ import contextlib
 import itertools
 import secrets
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import httpx
 import pytest
 import websockets
 
+from tests.ports import free_ports
 from webims.sip import Request, Response, make_response, new_tag, parse_message
 from webims.sip.framing import KeepAlive, StreamFramer
 
@@ -45,26 +45,6 @@ STEP = 10.0  # seconds any one SIP or HTTP exchange may take
 pytestmark = pytest.mark.timeout(180)
 
 _n = itertools.count(1)
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports, each free for both UDP and TCP."""
-    ports: list[int] = []
-    while len(ports) < n:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-        with socket.socket() as t:
-            try:
-                t.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
-# -- the processes -------------------------------------------------------------------
 
 
 @dataclass

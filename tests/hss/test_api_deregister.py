@@ -8,7 +8,6 @@ answer, each of which changes nothing."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
+from tests.ports import free_port
 from webims.cli import app
 from webims.diameter.base import Identity
 from webims.diameter.cx import CxClient, RtRequest
@@ -50,12 +50,6 @@ def two_sets() -> Subscriber:
     ).subscriber()
     publics = tuple(replace(p, irs=f"sets-{i}") for i, p in enumerate(sub.publics))
     return replace(sub, publics=publics)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.ports import free_port
 from webims.diameter import cx
 from webims.diameter.base import Identity
 from webims.diameter.cx import CxClient, CxMessage, PpRequest, RtRequest, avp, base_avp
@@ -42,12 +42,6 @@ USER1_IMPI = "user1_private@home1.net"
 USER1_IMPU = "sip:user1_public1@home1.net"
 USER2_IMPI = "user2_private@home1.net"
 SCSCF = "sip:scscf.home1.net:5080"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port, free_ports
 from webims.config import (
     CxClientSettings,
     HssSettings,
@@ -51,29 +52,6 @@ USER2_IMPI = "user2_private@home1.net"
 TIMEOUT = 5.0
 
 _branches = itertools.count(1)
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP (the I-CSCF listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-        with socket.socket() as t:
-            try:
-                t.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise OSError("no port free for both UDP and TCP")
-
-
-def free_ports(n: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < n:
-        if (port := free_port()) not in ports:
-            ports.append(port)
-    return ports
 
 
 async def read_messages(

@@ -98,7 +98,7 @@ async def test_s9_11_call_after_registration_expiry_gets_480(
 
 
 async def test_hss_unreachable_terminating_gets_480(start_icscf: StartIcscf, hss: Hss) -> None:
-    from .conftest import free_port
+    from tests.ports import free_port
 
     d = await start_icscf(hss_port=free_port())
     peer = await d.untrusted()

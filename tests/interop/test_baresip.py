@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from tests.pcscf.gm_system import USER1, USER2, CoreSystem, Phone, core_system, send_options
-from tests.wic.conftest import free_port
+from tests.ports import free_port
 from webims.sip import Request, make_response
 
 MODULES = Path("/usr/lib/baresip/modules")

@@ -20,7 +20,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from tests.wic.conftest import free_port, running
+from tests.ports import free_port
+from tests.wic.conftest import running
 from webims.config import MetricsSettings, Settings
 from webims.diameter.base import Identity
 from webims.diameter.cxdefs import CX_APPLICATION_ID, VENDOR_3GPP

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.wic.conftest import free_port, running
+from tests.ports import free_port
+from tests.wic.conftest import running
 
 from .test_pcap_cli import tshark
 

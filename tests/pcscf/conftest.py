@@ -4,7 +4,6 @@ eP-CSCF itself as ``webims run pcscf`` starts it, in front of a stand-in core
 
 from __future__ import annotations
 
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_port
 from tests.waf.conftest import WafSite, site, waf_site_factory
 from webims.config import load_settings
 from webims.devca import ensure_dev_ca
@@ -23,21 +23,6 @@ from .harness import Deployment, FakeCore
 __all__ = ["StartPcscf", "pcscf", "site", "start_pcscf", "waf_site_factory"]
 
 StartPcscf = Callable[..., Awaitable[Deployment]]
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP (the eP-CSCF's Mw listener takes both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-        with socket.socket() as t:
-            try:
-                t.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise OSError("no port free for both UDP and TCP")
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 
-from tests.wic.conftest import free_port, running
+from tests.ports import free_port
+from tests.wic.conftest import running
 from webims.sip import Request, Response, make_response, new_tag, parse_message
 from webims.sip.auth import parse_challenge
 from webims.sip.framing import KeepAlive, StreamFramer

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
 from tests.waf.conftest import WafSite
 from webims.config import Settings
 from webims.devca import ensure_dev_ca
@@ -25,7 +26,6 @@ from webims.pcscf.element import make as make_pcscf
 from webims.pcscf.token import TokenValidator
 from webims.scscf.element import make as make_scscf
 
-from .conftest import free_port
 from .harness import USER1_IMPU, USER2_IMPU, Deployment, FakeCore, wait_until
 
 

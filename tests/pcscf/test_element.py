@@ -11,6 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from tests.ports import free_port
 from tests.waf.conftest import WafSite
 from tests.wwsf.conftest import running_web
 from tests.wwsf.test_login import seed_user1
@@ -19,7 +20,7 @@ from webims.config import load_settings
 from webims.devca import ensure_dev_ca
 from webims.pcscf.element import make, waf_issuer
 
-from .conftest import StartPcscf, free_port
+from .conftest import StartPcscf
 from .harness import SIP, TIMEOUT, Deployment, FakeCore, Wic
 
 

@@ -224,9 +224,8 @@ async def test_s8_18_from_impu_not_in_the_token(site: WafSite, pcscf: Deployment
 async def test_s8_16_a_waf_that_cannot_be_asked_gives_503_not_a_verdict(
     site: WafSite, start_pcscf: StartPcscf
 ) -> None:
+    from tests.ports import free_port
     from webims.pcscf.token import TokenValidator
-
-    from .conftest import free_port
 
     unreachable = TokenValidator(f"http://127.0.0.1:{free_port()}", "home1.net", timeout=1)
     pcscf = await start_pcscf(site, validator=unreachable)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_port
 from webims.config import Settings
 from webims.diameter.cx import CxClient, MaAnswer, SaAnswer
 from webims.diameter.cxdefs import ServerAssignmentType
@@ -43,24 +44,6 @@ CCF = "aaa://ccf.home1.net"
 ECF = "aaa://ecf.home1.net"
 
 TIMEOUT = 5.0
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP (a CSCF listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-        with socket.socket() as t:
-            try:
-                t.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise OSError("no port free for both UDP and TCP")
-
-
-# -- the HSS -----------------------------------------------------------------------------
 
 
 EXTRA_SUBSCRIBERS = (

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
 from webims.diameter.cxdefs import ServerAssignmentType
 
-from .conftest import USER1_IMPI, USER1_IMPU, Deployment, free_port
+from .conftest import USER1_IMPI, USER1_IMPU, Deployment
 
 pytestmark = pytest.mark.sipp
 

@@ -22,7 +22,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -37,6 +36,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 WIC_DIR = ROOT / "src" / "webims" / "wic"
 BUNDLE = WIC_DIR / "static" / "build" / "jssip.js"
@@ -48,21 +49,6 @@ USER1 = {
     "impi": "user1_private@home1.net",
     "impu": ["sip:user1_public1@home1.net"],
 }
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP (SIP listeners take both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-        with socket.socket() as t:
-            try:
-                t.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise OSError("no port free for both UDP and TCP")
 
 
 def need_tool(name: str) -> str:

@@ -5,7 +5,6 @@ trusting that CA."""
 from __future__ import annotations
 
 import re
-import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +16,7 @@ import httpx
 import pytest
 from starlette.requests import Request
 
+from tests.ports import free_port
 from webims.config import Settings, load_settings
 from webims.devca import ensure_dev_ca, server_ssl_context
 from webims.transport.http import HttpServer
@@ -30,12 +30,6 @@ PAIRS = [
     {"impi": "pool1_private@home1.net", "impu": "sip:pool1_public1@home1.net"},
     {"impi": "pool2_private@home1.net", "impu": "sip:pool2_public1@home1.net"},
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

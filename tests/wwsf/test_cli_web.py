@@ -19,7 +19,7 @@ from webims.cli import app
 from webims.wwsf.accounts import AccountStore
 from webims.wwsf.db import DATABASE_FILE, open_database
 
-from ..test_cli import free_port as udp_tcp_free_port
+from tests.ports import free_port as udp_tcp_free_port
 from .conftest import logged_in, login, running_web
 
 runner = CliRunner()
@@ -187,10 +187,9 @@ def test_link_makes_or_updates_the_web_account(tmp_path: Path) -> None:
 
 
 async def test_production_element_seeds_no_demo_accounts(tmp_path: Path) -> None:
+    from tests.ports import free_port
     from webims.config import load_settings
     from webims.wwsf.element import WebElement
-
-    from .conftest import free_port
 
     port = free_port()
     web = {"port": port, "production": True, "public_url": f"https://127.0.0.1:{port}"}
