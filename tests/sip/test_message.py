@@ -337,3 +337,83 @@ def test_pop_first_value_across_fields_and_empty_ones() -> None:
     assert h.pop_first_value("Route") == "<sip:b;lr>"
     assert h.pop_first_value("Route") == "<sip:c>"
     assert h.pop_first_value("Route") is None and "Route" not in h
+
+
+def test_parsed_values_survive_changes_to_other_headers() -> None:
+    msg = parse_message(REGISTER)
+    assert isinstance(msg, Request)
+    contacts, vias, to = msg.contacts, msg.vias, msg.to
+    msg.headers.add_first("Via", "SIP/2.0/TCP pcscf.home1.net;branch=z9hG4bKp1")
+    msg.headers.add("Route", "<sip:icscf.home1.net;lr>")
+    assert msg.contacts is contacts and msg.to is to
+    assert msg.vias is not vias and msg.vias[0].host == "pcscf.home1.net"
+    msg.headers.set("Contact", "<sip:other@192.0.2.1>")
+    assert [str(c.uri) for c in msg.contacts] == ["sip:other@192.0.2.1"]
+    msg.headers.remove("To")
+    with pytest.raises(ParseError):
+        _ = msg.to
+
+
+def test_copy_keeps_parsed_values_until_the_copy_changes_them() -> None:
+    msg = parse_message(REGISTER)
+    assert isinstance(msg, Request)
+    contacts, top = msg.contacts, msg.top_via
+    copy = msg.copy()
+    assert copy.contacts is contacts and copy.top_via is top
+    copy.headers.add_first("Via", "SIP/2.0/TCP pcscf.home1.net;branch=z9hG4bKp1")
+    copy.headers.remove("Contact")
+    assert copy.top_via.host == "pcscf.home1.net" and copy.contacts == []
+    # The original is left as it was, parsed values included.
+    assert msg.top_via is top and msg.contacts is contacts
+    assert bytes(msg) == REGISTER
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '+sip.instance="<urn:uuid:0001>";reg-id=1;expires=600',
+        'a="x;y";b',
+        'a="";b=c',
+        'x=a"b',
+        'a="b"c',
+        'a="b',
+        'a="b";',
+        'a="x\\"y";b=1',
+    ],
+)
+def test_quoted_parameters_read_as_the_full_scanner_reads_them(text: str) -> None:
+    from webims.sip.grammar import iter_params
+    from webims.sip.params import Params
+
+    try:
+        expected: object = list(iter_params(text))
+    except ParseError:
+        with pytest.raises(ParseError):
+            Params.parse(text)
+        return
+    assert list(Params.parse(text)._items) == expected
+
+
+def test_digest_parameters_common_and_unusual_shapes() -> None:
+    from webims.sip.auth import parse_credentials
+
+    creds = parse_credentials(
+        'Digest username="user1_private@home1.net", realm="home1.net", nonce="", '
+        'uri="sip:home1.net",response="" , qop=auth, nc=00000001, integrity-protected="auth-done"'
+    )
+    assert isinstance(creds, DigestCredentials)
+    assert creds.params.items == [
+        ("username", "user1_private@home1.net", True),
+        ("realm", "home1.net", True),
+        ("nonce", "", True),
+        ("uri", "sip:home1.net", True),
+        ("response", "", True),
+        ("qop", "auth", False),
+        ("nc", "00000001", False),
+        ("integrity-protected", "auth-done", True),
+    ]
+    escaped = parse_credentials('Digest username="a\\"b", realm="r"')
+    assert isinstance(escaped, DigestCredentials) and escaped.username == 'a"b'
+    for bad in ("Digest a=b,", "Digest a=b c", "Digest a=b, A=c", 'Digest a="b"c', "Digest a"):
+        with pytest.raises(ParseError):
+            parse_credentials(bad)

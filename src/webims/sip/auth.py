@@ -66,8 +66,19 @@ class AuthParams:
         return ", ".join(f"{n}={g.quote(v) if q else v}" for n, v, q in self.items)
 
 
+# One auth-param of the common shape: a token, then a token or a quoted-string
+# without quoted-pairs, then a comma followed by more, or the end.
+_AUTH_PARAM = re.compile(
+    rf'([{g.TOKEN_CHARS}]+)[ \t]*=[ \t]*(?:"([^"\\\r\n]*)"|([{g.TOKEN_CHARS}]+))'
+    r"[ \t]*(?:,[ \t]*(?=[^ \t])|\Z)"
+)
+
+
 def _parse_auth_params(text: str) -> AuthParams:
     """auth-param *(COMMA auth-param); whitespace around '=' and ',' allowed."""
+    fast = _parse_common_auth_params(text)
+    if fast is not None:
+        return fast
     out = AuthParams()
     i = g.skip_ws(text, 0)
     n = len(text)
@@ -227,6 +238,28 @@ def _split_scheme(value: str) -> tuple[str, str]:
     if not g.is_token(scheme):
         raise ParseError(f"invalid auth scheme {scheme!r}")
     return scheme, value[i:].strip()
+
+
+def _parse_common_auth_params(text: str) -> AuthParams | None:
+    """:func:`_parse_auth_params` for the common shape (see ``_AUTH_PARAM``), one
+    match per parameter; None when anything is unusual (the full scan decides)."""
+    items: list[tuple[str, str, bool]] = []
+    seen: set[str] = set()
+    i = g.skip_ws(text, 0)
+    n = len(text)
+    match = _AUTH_PARAM.match
+    while i < n:
+        m = match(text, i)
+        if m is None:
+            return None
+        name, quoted, token = m.groups()
+        lname = name.lower()
+        if lname in seen:
+            return None
+        seen.add(lname)
+        items.append((name, quoted, True) if token is None else (name, token, False))
+        i = m.end()
+    return AuthParams(items)
 
 
 def parse_credentials(value: str) -> Credentials:

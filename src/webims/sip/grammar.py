@@ -87,6 +87,13 @@ def parse_quoted(text: str, start: int) -> tuple[str, int]:
 
     Returns the unescaped contents and the index just after the closing quote.
     """
+    # Most quoted-strings (nonces, +sip.instance, tokens) have no quoted-pair:
+    # the next DQUOTE closes them.
+    close = text.find('"', start + 1)
+    if close > 0:
+        contents = text[start + 1 : close]
+        if "\\" not in contents and "\r" not in contents and "\n" not in contents:
+            return contents, close + 1
     i = start + 1
     out: list[str] = []
     n = len(text)

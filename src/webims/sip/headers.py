@@ -92,12 +92,28 @@ Field = tuple[str, str, str, str | None]
 class Headers:
     """Ordered header fields with case-insensitive, compact-aware lookup."""
 
-    __slots__ = ("_fields", "version")
+    __slots__ = ("_fields", "changed", "version")
 
     def __init__(self, fields: list[Field] | None = None) -> None:
         self._fields: list[Field] = fields if fields is not None else []
         #: Bumped on every change; lets messages invalidate cached views.
         self.version = 0
+        #: Header key -> :attr:`version` of the last change to that header
+        #: (read it through :meth:`stamp`; only the writing methods change it).
+        self.changed: dict[str, int] = {}
+
+    def stamp(self, key: str) -> int:
+        """When the header with lookup key ``key`` last changed (0: never).
+
+        A value parsed from a header stays valid while its stamp is the same,
+        whatever else happens to the other headers (adding a Via leaves the
+        parsed Contacts alone).
+        """
+        return self.changed.get(key, 0)
+
+    def _touch(self, key: str) -> None:
+        self.version += 1
+        self.changed[key] = self.version
 
     @classmethod
     def from_pairs(cls, pairs: list[tuple[str, str]]) -> Headers:
@@ -155,8 +171,9 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a field at the end of the header section."""
-        self._fields.append(self._field(name, value))
-        self.version += 1
+        f = self._field(name, value)
+        self._fields.append(f)
+        self._touch(f[0])
 
     def add_first(self, name: str, value: str) -> None:
         """Insert a field above the first one of the same name (or at the top)."""
@@ -168,7 +185,7 @@ class Headers:
                 break
         else:
             self._fields.insert(0, f)
-        self.version += 1
+        self._touch(key)
 
     def set(self, name: str, value: str) -> None:
         """Replace every field called ``name`` by one, where the first one was."""
@@ -178,7 +195,7 @@ class Headers:
         positions = [i for i, existing in enumerate(fields) if existing[0] == key]
         if len(positions) == 1:
             fields[positions[0]] = f
-            self.version += 1
+            self._touch(key)
             return
         out: list[Field] = []
         placed = False
@@ -192,7 +209,7 @@ class Headers:
         if not placed:
             out.append(f)
         self._fields = out
-        self.version += 1
+        self._touch(key)
 
     def remove(self, name: str) -> int:
         """Remove every field called ``name``; return how many were removed."""
@@ -201,7 +218,7 @@ class Headers:
         self._fields = [f for f in self._fields if f[0] != key]
         removed = before - len(self._fields)
         if removed:
-            self.version += 1
+            self._touch(key)
         return removed
 
     def pop_first_value(self, name: str) -> str | None:
@@ -221,7 +238,7 @@ class Headers:
                 continue
             value = f[2]
             parts = g.split_list(value) if "," in value else ([value] if value else [])
-            self.version += 1
+            self._touch(key)
             if not parts:
                 del fields[i]
                 continue
@@ -240,12 +257,17 @@ class Headers:
                 parts = g.split_list(f[2])
                 parts[0] = value
                 self._fields[i] = (key, f[1], ", ".join(parts), None)
-                self.version += 1
+                self._touch(key)
                 return
         raise KeyError(name)
 
     def copy(self) -> Headers:
-        return Headers(list(self._fields))
+        """A copy with the same fields and the same change stamps, so values
+        parsed from the original stay valid for the copy (see :meth:`stamp`)."""
+        new = Headers(list(self._fields))
+        new.version = self.version
+        new.changed = dict(self.changed)
+        return new
 
     # -- wire ------------------------------------------------------------
     def render(self) -> str:

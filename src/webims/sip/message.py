@@ -4,7 +4,9 @@
 anything: the start line, the header fields (unfolded, names checked, values
 kept raw), and the body as delimited by Content-Length.  Typed header values
 (``msg.vias``, ``msg.cseq``, ``msg.contacts`` ...) are parsed when first read
-and cached until the headers change.  A message that has not been changed
+and cached until the header they come from changes: a proxy that adds its Via
+and pops a Route keeps the parsed From, To, Contact... of the request, and so
+does the copy it makes per branch.  A message that has not been changed
 serialises to exactly the bytes it was parsed from.
 """
 
@@ -35,7 +37,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_MISSING: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,27 +98,35 @@ def _parse_tokens(values: list[str]) -> list[str]:
 class Message(ABC):
     """What requests and responses share: headers, body and typed accessors."""
 
-    __slots__ = ("_cache", "_cache_version", "_wire", "_wire_version", "body", "headers", "version")
+    __slots__ = ("_cache", "_wire", "_wire_version", "body", "headers", "version")
 
     def __init__(self, headers: Headers, body: bytes = b"", version: str = "SIP/2.0") -> None:
         self.headers = headers
         self.body = body
         self.version = version
-        self._cache: dict[str, Any] = {}
-        self._cache_version = -1
+        #: Parsed values: slot -> (stamp of the header parsed, value); see _cached.
+        self._cache: dict[str, tuple[int, Any]] = {}
         self._wire: bytes | None = None
         self._wire_version = -1
 
     # -- typed access ------------------------------------------------------
-    def _cached(self, key: str, build: Callable[[], T]) -> T:
-        cache = self._cache
-        if self._cache_version != self.headers.version:
-            cache.clear()
-            self._cache_version = self.headers.version
-        value = cache.get(key, _MISSING)
-        if value is _MISSING:
-            value = cache[key] = build()
-        return value  # type: ignore[no-any-return]
+    def _cached(self, key: str, build: Callable[[], T], slot: str | None = None) -> T:
+        """The value ``build`` parses from the header with lookup key ``key``,
+        parsed again only when that header has changed since (``slot`` names
+        the cache entry when one header gives several values)."""
+        slot = slot or key
+        stamp = self.headers.changed.get(key, 0)  # Headers.stamp(key), inlined
+        entry = self._cache.get(slot)
+        if entry is not None and entry[0] == stamp:
+            return entry[1]  # type: ignore[no-any-return]
+        value = build()
+        self._cache[slot] = (stamp, value)
+        return value
+
+    def _is_cached(self, key: str) -> bool:
+        """Whether the value of ``key``'s own slot is parsed and current."""
+        entry = self._cache.get(key)
+        return entry is not None and entry[0] == self.headers.stamp(key)
 
     def _single(self, name: str) -> str:
         values = self.headers.get_all(name)
@@ -153,16 +162,16 @@ class Message(ABC):
     @property
     def from_tag(self) -> str | None:
         """The From tag; checks the From syntax without building the Address."""
-        if "from" in self._cache and self._cache_version == self.headers.version:
+        if self._is_cached("from"):
             return self.from_.tag
-        return self._cached("from-tag", lambda: address_tag(self._single("From")))
+        return self._cached("from", lambda: address_tag(self._single("From")), "from-tag")
 
     @property
     def to_tag(self) -> str | None:
         """The To tag; checks the To syntax without building the Address."""
-        if "to" in self._cache and self._cache_version == self.headers.version:
+        if self._is_cached("to"):
             return self.to.tag
-        return self._cached("to-tag", lambda: address_tag(self._single("To")))
+        return self._cached("to", lambda: address_tag(self._single("To")), "to-tag")
 
     @property
     def vias(self) -> list[Via]:
@@ -179,12 +188,12 @@ class Message(ABC):
                 raise ParseError("empty Via header")
             return parse_via(parts[0])
 
-        return self._cached("top-via", build)
+        return self._cached("via", build, "top-via")
 
     def replace_top_via(self, via: Via) -> None:
         """Rewrite the top Via (e.g. to add ``received``), keeping it parsed."""
         self.headers.replace_first_value("Via", str(via))
-        self._cached("top-via", lambda: via)
+        self._cached("via", lambda: via, "top-via")
 
     @property
     def max_forwards(self) -> int | None:
@@ -325,10 +334,12 @@ class Message(ABC):
 
     def option_tags(self, name: str) -> list[str]:
         """Require / Proxy-Require / Supported / Unsupported as lower-case tags."""
-        return self._cached(
-            "tags:" + header_key(name),
-            lambda: [t.lower() for t in _parse_tokens(self.headers.values(name))],
-        )
+        key = header_key(name)
+
+        def build() -> list[str]:
+            return [t.lower() for t in _parse_tokens(self.headers.values(name))]
+
+        return self._cached(key, build, "tags:" + key)
 
     @property
     def require(self) -> list[str]:
@@ -441,11 +452,15 @@ class Request(Message):
     def copy(self) -> Request:
         """A copy to change and send on (a proxy's copy per target, §16.6 step 1).
 
-        The header list is copied; the parsed Request-URI is shared, as URIs
-        are replaced, never changed in place, by the code that forwards.
+        The header list is copied; the parsed Request-URI and header values
+        are shared, as they are replaced, never changed in place, by the code
+        that forwards.
         """
         new = Request(self.method, self.uri_text, self.headers.copy(), self.body, self.version)
         new._uri = self._uri
+        # The copied headers keep their change stamps, so what was parsed
+        # stays valid in the copy until the copy changes that header.
+        new._cache = dict(self._cache)
         return new
 
     def start_line(self) -> str:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from .errors import ParseError
-from .grammar import TOKEN, iter_params, quote
+from .grammar import TOKEN, TOKEN_CHARS, iter_params, quote
 
 __all__ = ["Params"]
+
+# One ``;``-separated parameter with no whitespace: a token name, then nothing,
+# a plain value, or a quoted-string without quoted-pairs (``+sip.instance="<urn:...>"``).
+_QUOTED_PARAM = re.compile(rf'([{TOKEN_CHARS}]+)(?:=(?:"([^"\\\r\n]*)"|([^;"\s]+)))?(?:;(?=.)|\Z)')
 
 
 class Params:
@@ -29,6 +34,10 @@ class Params:
         if not text:
             return cls()
         if '"' in text or " " in text or "\t" in text:
+            if sep == ";" and " " not in text and "\t" not in text and "\\" not in text:
+                quoted = _quoted_items(text)
+                if quoted is not None:
+                    return cls(quoted)
             return cls(list(iter_params(text, sep)))
         # Fast path: no quoting and no whitespace, so a plain split is exact.
         items: list[tuple[str, str | None, bool]] = []
@@ -123,3 +132,21 @@ class Params:
 
     def __repr__(self) -> str:
         return f"Params({self.render(lead=False)!r})"
+
+
+def _quoted_items(text: str) -> list[tuple[str, str | None, bool]] | None:
+    """What :func:`iter_params` yields for ``;``-separated parameters without
+    whitespace or quoted-pairs, one regex match each; None when a parameter
+    has another shape (the full scanner then decides, errors included)."""
+    items: list[tuple[str, str | None, bool]] = []
+    i = 0
+    n = len(text)
+    match = _QUOTED_PARAM.match
+    while i < n:
+        m = match(text, i)
+        if m is None:
+            return None
+        name, quoted, plain = m.groups()
+        items.append((name, quoted, True) if quoted is not None else (name, plain, False))
+        i = m.end()
+    return items
