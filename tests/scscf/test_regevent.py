@@ -4,6 +4,11 @@ NOTIFY, versions, and the NOTIFYs a deregistration sends."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
+from webims.scscf.regevent import REGINFO_NS, _id, reginfo_xml
+from webims.scscf.registrar import Contact, Registration
+
 from .conftest import IRS_BARRED, IRS_IMPI, IRS_IMPUS, USER1_IMPI, USER1_IMPU, Deployment
 from .messages import contacts, reginfo, register, registrations, subscribe
 
@@ -173,3 +178,64 @@ async def test_subscribe_with_a_broken_contact_400(deployment: Deployment) -> No
     dep.trusted.send("\r\n".join(lines) + "\r\n\r\n")
     assert (await dep.trusted.response()).status == 400
     await dep.trusted.no_request()
+
+
+def _reginfo_by_elementtree(
+    registration: Registration, version: int, now: float, removed: list[tuple[Contact, str]]
+) -> bytes:
+    """The document as ElementTree writes it: the reference for reginfo_xml."""
+    root = ET.Element("reginfo", {"xmlns": REGINFO_NS, "version": str(version), "state": "full"})
+    live = registration.live_contacts(now)
+    for impu in registration.unbarred:
+        state = "active" if live else "terminated"
+        reg = ET.SubElement(
+            root, "registration", {"aor": impu, "id": "r" + _id(impu), "state": state}
+        )
+        for contact, cstate, event in [(c, "active", c.event) for c in live] + [
+            (c, "terminated", e) for c, e in removed
+        ]:
+            attrs = {
+                "id": "c" + _id(impu, contact.instance or contact.uri, str(contact.reg_id)),
+                "state": cstate,
+                "event": event,
+            }
+            if cstate == "active":
+                attrs["expires"] = str(contact.remaining(now))
+                attrs["duration-registered"] = str(max(0, int(now - contact.registered_at)))
+            if contact.call_id:
+                attrs["callid"], attrs["cseq"] = contact.call_id, str(contact.cseq)
+            elem = ET.SubElement(reg, "contact", attrs)
+            ET.SubElement(elem, "uri").text = contact.uri
+            if contact.instance is not None:
+                ET.SubElement(
+                    elem, "unknown-param", {"name": "+sip.instance"}
+                ).text = contact.instance
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def test_reginfo_document_is_what_elementtree_writes() -> None:
+    wic = Contact(
+        uri="sip:x7rq@df7jal23ls0d.invalid;transport=ws",
+        expires_at=1000.0,
+        registered_at=10.0,
+        instance="<urn:uuid:0001>",
+        reg_id=1,
+        call_id="abc@x",
+        cseq=3,
+    )
+    odd = Contact(uri="sip:a&b<c>\"d'e@h", expires_at=500.0, registered_at=0.0, event="created")
+    gone = Contact(uri="sip:z@h", expires_at=5.0, registered_at=1.0)
+    reg = Registration(
+        impi="u@h",
+        impus=("sip:user1@home1.net", "tel:+123", 'sip:q"&<>\t@h'),
+        barred=frozenset({"tel:+123"}),
+        contacts=(wic, odd),
+    )
+    for registration, removed in [
+        (reg, []),
+        (reg, [(gone, "unregistered")]),
+        (Registration(impi="u", impus=("sip:u@h",)), []),
+        (Registration(impi="u", impus=("sip:u@h",)), [(gone, "expired")]),
+    ]:
+        expected = _reginfo_by_elementtree(registration, 7, 100.0, removed)
+        assert reginfo_xml(registration, 7, 100.0, removed=removed) == expected
