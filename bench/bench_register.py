@@ -383,6 +383,13 @@ def main() -> None:
                 f"{n} {v:.2f} ms" for n, v in result["cpu_ms_per_registration_by_element"].items()
             )
         )
+    client = result.get("client_cpu_ms")
+    if client:
+        # The client (TLS, WebSocket and SIP of every WIC) runs on the same cores.
+        print(
+            f"client:   {client:.2f} ms of CPU per registration in the bench process"
+            f" (same machine: {os.cpu_count()} cores for {per + client:.2f} ms in all)"
+        )
     if result.get("errors"):
         print("errors:   " + ", ".join(f"{k}: {v}" for k, v in result["errors"].items()))
     if args.profile is not None:
