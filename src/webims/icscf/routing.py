@@ -3,6 +3,7 @@ to an S-CSCF (with a Route naming it) or answer it itself."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ..sip.errors import ParseError
@@ -28,6 +29,7 @@ class Outcome:
         return cls(status=status, reason=reason)
 
 
+@functools.lru_cache(maxsize=256)  # a few S-CSCFs, one Route each: parsed once
 def route_to(server_name: str) -> str:
     """The Route header value that sends a request to the S-CSCF
     ``server_name`` (a SIP URI, TS 29.228 §6.1.1): the URI as a loose
