@@ -26,7 +26,7 @@ from .hss.provisioning import seed_demo
 from .ims.element import Cscf
 from .observe.metrics import start_metrics
 from .observe.trace import open_recorder
-from .transport.loop import ServerGc
+from .transport.loop import ServerGc, pin_mmap_threshold
 from .wwsf.element import WebElement
 
 __all__ = ["ELEMENTS", "RUNNABLE", "SIP_ELEMENTS", "UP_ELEMENTS", "run_elements"]
@@ -96,6 +96,7 @@ async def run_elements(
             loop.add_signal_handler(sig, stop.set)
     running: list[Element] = []
     gc_schedule = ServerGc(loop)
+    pin_mmap_threshold()  # idle TLS connections: see its docstring
     try:
         for name in names:
             running.append(await start_element(name, settings, seed=seed, say=say))
