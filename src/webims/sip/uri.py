@@ -353,13 +353,17 @@ def _parse_sip_general(scheme: str, rest: str) -> SipURI:
     )
 
 
+# Characters a SIP or tel URI never contains unescaped (RFC 3261 §25.1).
+_NOT_IN_URI = re.compile(r'[ \t\r\n<>"]')
+
+
 def parse_uri(text: str) -> URI:
     """Parse any absolute URI.  Raises :class:`ParseError` on bad syntax."""
     scheme, colon, rest = text.partition(":")
     if not colon or g.SCHEME.fullmatch(scheme) is None:
         raise ParseError(f"not an absolute URI: {text!r}")
     lscheme = scheme.lower()
-    if any(c in text for c in ' \t\r\n<>"') and lscheme in ("sip", "sips", "tel"):
+    if lscheme in ("sip", "sips", "tel") and _NOT_IN_URI.search(text) is not None:
         raise ParseError(f"invalid character in URI {text!r}")
     if lscheme in ("sip", "sips"):
         return _parse_sip(lscheme, rest)
