@@ -4,7 +4,14 @@ event, expiry on its heap, and a heap that does not grow with refreshes."""
 
 from __future__ import annotations
 
-from webims.pcscf.bindings import Bindings, Registration, RegSubscription, impu_key
+from webims.pcscf.bindings import (
+    Bindings,
+    Registration,
+    RegSubscription,
+    impu_key,
+    shared,
+    shared_routes,
+)
 from webims.transport.flow import Flow
 
 
@@ -101,3 +108,13 @@ def test_refreshes_do_not_grow_the_expiry_heap() -> None:
         table.bind(registration(1, expires_at=100.0 + t))
     assert len(table._expiries) <= 2 * len(table) + 1025
     assert table.next_expiry() == 100.0 + 4999
+
+
+def test_equal_route_lists_and_texts_are_held_once() -> None:
+    """20,000 registrations through one S-CSCF keep one Service-Route, not 20,000."""
+    first = shared_routes(("<sip:orig@scscf.home1.net:5080;transport=tcp;lr>",))
+    again = shared_routes(tuple(["<sip:orig@scscf.home1.net:" + str(5080) + ";transport=tcp;lr>"]))
+    assert again is first
+    assert shared_routes(("<sip:other;lr>",)) is not first
+    entity = "".join(["entity", "-1"])
+    assert shared(entity) is shared("entity-1")

@@ -20,6 +20,8 @@ at their own time.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -83,8 +85,14 @@ class EpCscf:
         self.uri_tail = f"@{config.host}:{config.port};transport=tcp;lr"
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        #: Refresh timers of the reg event subscriptions, by Call-ID.
-        self._refreshes: dict[str, asyncio.TimerHandle] = {}
+        #: Refresh times of the reg event subscriptions, by Call-ID, on one heap
+        #: with one loop timer (a timer and a closure per subscription cost about
+        #: 0.6 KiB each, for 20,000 idle WICs 12 MiB).
+        self._refreshes: dict[str, tuple[float, RegSubscription]] = {}
+        self._refresh_heap: list[tuple[float, int, RegSubscription]] = []
+        self._refresh_seq = itertools.count()
+        self._refresh_timer: asyncio.TimerHandle | None = None
+        self._refresh_timer_at: float | None = None
 
     @property
     def core(self) -> ProxyCore:
@@ -133,28 +141,65 @@ class EpCscf:
 
     # -- reg event subscription refreshes ------------------------------------------------------
     def schedule_refresh(self, sub: RegSubscription, when: float) -> None:
-        self.cancel_refresh(sub)
+        """Refresh ``sub`` at loop time ``when`` (RFC 6665 §4.1.2.1), replacing any
+        refresh already scheduled for it.
 
-        def fire() -> None:
-            self._refreshes.pop(sub.call_id, None)
-            regevent.refresh(self, sub, self.cscf.now())
-            self.cscf.flush()
-
-        self._refreshes[sub.call_id] = asyncio.get_running_loop().call_at(when, fire)
+        A cancelled or replaced entry stays on the heap until it comes up, unless
+        such entries outnumber the live ones: then the heap is rebuilt.
+        """
+        self._refreshes[sub.call_id] = (when, sub)
+        heap = self._refresh_heap
+        if len(heap) > 2 * len(self._refreshes) + 1024:
+            heap[:] = [(at, next(self._refresh_seq), s) for at, s in self._refreshes.values()]
+            heapq.heapify(heap)
+        else:
+            heapq.heappush(heap, (when, next(self._refresh_seq), sub))
+        if self._refresh_timer_at is None or when < self._refresh_timer_at:
+            self._arm_refresh(when)
 
     async def close(self) -> None:
         """Stop the timers (the element is closing)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for timer in self._refreshes.values():
-            timer.cancel()
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
+            self._refresh_timer_at = None
         self._refreshes.clear()
+        self._refresh_heap.clear()
 
     def cancel_refresh(self, sub: RegSubscription) -> None:
-        timer = self._refreshes.pop(sub.call_id, None)
-        if timer is not None:
-            timer.cancel()
+        entry = self._refreshes.get(sub.call_id)
+        if entry is not None and entry[1] is sub:
+            del self._refreshes[sub.call_id]
+
+    def _arm_refresh(self, when: float) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+        self._refresh_timer_at = when
+        self._refresh_timer = asyncio.get_running_loop().call_at(when, self._fire_refreshes)
+
+    def _fire_refreshes(self) -> None:
+        """Refresh every subscription whose time has come; re-arm for the next."""
+        self._refresh_timer = None
+        self._refresh_timer_at = None
+        now = self.cscf.now()
+        heap, live = self._refresh_heap, self._refreshes
+        due: list[RegSubscription] = []
+        while heap and heap[0][0] <= now:
+            when, _, sub = heapq.heappop(heap)
+            if live.get(sub.call_id) == (when, sub):
+                del live[sub.call_id]
+                due.append(sub)
+        for sub in due:
+            regevent.refresh(self, sub, now)
+        if due:
+            self.cscf.flush()
+        while heap and live.get(heap[0][2].call_id) != (heap[0][0], heap[0][2]):
+            heapq.heappop(heap)
+        if heap and self._refresh_timer_at is None:
+            self._arm_refresh(heap[0][0])
 
     # -- connection loss (SPEC §1.4 E, §9.6) ---------------------------------------------------
     def flow_closed(self, flow: Flow) -> None:

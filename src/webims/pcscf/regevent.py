@@ -30,7 +30,7 @@ from ..sip.message import Response
 from ..sip.proxy import ProxyContext
 from ..sip.uac import new_call_id, new_request
 from ..sip.uri import SipURI, parse_uri
-from .bindings import Registration, RegSubscription, impu_key
+from .bindings import Registration, RegSubscription, impu_key, shared, shared_routes
 from .reginfo import ReginfoError, ReginfoRegistration, parse_reginfo
 
 if TYPE_CHECKING:
@@ -134,8 +134,8 @@ def _on_answer(app: EpCscf, sub: RegSubscription) -> Callable[[Response, float],
             granted = resp.expires
             if sub.cseq == 1:  # the 200 that made the dialog sets its route set and target
                 contacts = resp.contacts
-                sub.remote_target = str(contacts[0].uri) if contacts else None
-                sub.route_set = tuple(str(a) for a in reversed(resp.record_routes))
+                sub.remote_target = shared(str(contacts[0].uri)) if contacts else None
+                sub.route_set = shared_routes(tuple(str(a) for a in reversed(resp.record_routes)))
         except ParseError as err:
             log.warning("eP-CSCF: reg event 200 unreadable: %s", err)
             return

@@ -39,7 +39,7 @@ from ..sip.proxy import ProxyContext
 from ..sip.uac import new_call_id, new_request
 from ..transport.flow import Flow
 from . import regevent
-from .bindings import Registration, impu_key
+from .bindings import Registration, impu_key, shared, shared_routes
 from .token import ExpiredToken, TokenError, bearer_from_authorization, www_authenticate
 
 if TYPE_CHECKING:
@@ -331,7 +331,7 @@ def on_register_response(app: EpCscf, attempt: RegisterAttempt, resp: Response, 
     try:
         expires = _granted_expiry(attempt.contact, resp)
         associated = resp.p_associated_uri
-        service_route = tuple(str(a) for a in resp.service_routes)
+        service_route = shared_routes(tuple(str(a) for a in resp.service_routes))
         to_uri = resp.to.uri
     except (ParseError, ValueError) as err:
         log.warning("eP-CSCF: 2xx to REGISTER unreadable, nothing bound: %s", err)
@@ -342,6 +342,7 @@ def on_register_response(app: EpCscf, attempt: RegisterAttempt, resp: Response, 
         return
     impus = {impu_key(to_uri), *(impu_key(a.uri) for a in associated)}
     contact = attempt.contact
+    charging = resp.headers.get("P-Charging-Function-Addresses")
     reg = Registration(
         flow=flow,
         flow_token=attempt.flow_token,
@@ -356,8 +357,8 @@ def on_register_response(app: EpCscf, attempt: RegisterAttempt, resp: Response, 
         reg_id=contact.params.get("reg-id"),
         expires_at=now + expires,
         token_expires_at=attempt.token_expires_at,
-        authorization_entity=attempt.authorization_entity,
-        charging_function_addresses=resp.headers.get("P-Charging-Function-Addresses"),
+        authorization_entity=shared(attempt.authorization_entity),
+        charging_function_addresses=None if charging is None else shared(charging),
     )
     bindings.bind(reg)
     app.bound(reg)

@@ -166,6 +166,13 @@ class WsConnection(asyncio.Protocol):
                 data = b"".join(self._fragments)
                 self._fragments = None
                 self._message(data)
+        # websockets' parser keeps the last frame it parsed (a local of its
+        # generator) until the next one arrives: on an idle connection the
+        # payload of its last SIP message, a REGISTER with its Bearer token
+        # (1-2 KiB).  The protocol is done with a data frame once it is an
+        # event (RFC 6455 §5.6), so let its payload go.
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
+            frame.data = b""
 
     def _message(self, data: bytes) -> None:
         flow = self.flow
