@@ -33,7 +33,7 @@ from .base import FlowClosed, Link, StreamLink, TransportError
 from .flow import Address, Flow, FlowTable, normalize_host
 from .receive import answer_for, stamp_received
 from .stream import StreamConnection
-from .tls import require_tls12
+from .tls import bounded_reads, require_tls12
 from .udp import UdpEndpoint
 from .ws import WsConnection, WsOptions
 
@@ -107,6 +107,11 @@ class Listener:
 
     transport: str
     local: Address
+
+
+def _listener_context(context: ssl.SSLContext) -> ssl.SSLContext:
+    """TLS 1.2 or later, reads of a record at a time (memory of idle connections)."""
+    return bounded_reads(require_tls12(context))
 
 
 class TransportLayer:
@@ -184,13 +189,13 @@ class TransportLayer:
         return await self._listen_stream("tcp", host, port, None)
 
     async def listen_tls(self, host: str, port: int, ssl_context: ssl.SSLContext) -> Listener:
-        return await self._listen_stream("tls", host, port, require_tls12(ssl_context))
+        return await self._listen_stream("tls", host, port, _listener_context(ssl_context))
 
     async def listen_ws(self, host: str, port: int) -> Listener:
         return await self._listen_stream("ws", host, port, None)
 
     async def listen_wss(self, host: str, port: int, ssl_context: ssl.SSLContext) -> Listener:
-        return await self._listen_stream("wss", host, port, require_tls12(ssl_context))
+        return await self._listen_stream("wss", host, port, _listener_context(ssl_context))
 
     async def _listen_stream(
         self, name: str, host: str, port: int, ssl_context: ssl.SSLContext | None

@@ -34,15 +34,16 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     ``mmap()``, for the life of the process (``mallopt(M_MMAP_THRESHOLD)``).
 
     uvloop gives each TLS connection a 256 KiB receive buffer of which a read
-    touches a page or two, and ``ssl.SSLObject.read`` allocates 256 KiB for each
-    record it decrypts.  glibc maps such blocks apart until the first is freed;
-    then its dynamic threshold rises above 256 KiB (mallopt(3)) and every later
-    one is cut from the heap, between the connections' long-lived objects,
-    where the pages touched stay resident: measured with
+    touches a page or two.  glibc maps such blocks apart until the first is
+    freed; then its dynamic threshold rises above 256 KiB (mallopt(3)) and every
+    later buffer is cut from the top of the heap, over pages that short-lived
+    allocations touched before, which stay resident inside it: measured with
     ``bench/bench_ws_idle.py`` (eP-CSCF, idle registered WICs over WSS),
-    41.7 KiB per connection with the dynamic threshold, 30.6 KiB pinned.
-    Setting the threshold turns the dynamic adjustment off.  Each such block
-    costs a map and an unmap; one decrypted record at a time is short-lived.
+    42.1 KiB per connection with the dynamic threshold, 31.2 KiB pinned.
+    Setting the threshold turns the dynamic adjustment off.  A mapped block
+    costs a map and an unmap: once per connection, as long as nothing else
+    allocates that much per message (TLS reads are one record at a time,
+    :class:`~webims.transport.tls.BoundedReadSSLObject`).
 
     Returns False where the C library is not glibc (nothing is changed).
     """

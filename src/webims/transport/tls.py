@@ -9,8 +9,44 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["client_context", "require_tls12", "server_context"]
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+__all__ = [
+    "MAX_READ",
+    "BoundedReadSSLObject",
+    "bounded_reads",
+    "client_context",
+    "require_tls12",
+    "server_context",
+]
+
+#: Largest plaintext of one TLS record (RFC 8446 §5.1, RFC 5246 §6.2.1: 2^14).
+MAX_READ = 16 * 1024
+
+
+class BoundedReadSSLObject(ssl.SSLObject):
+    """An :class:`ssl.SSLObject` that reads at most one record's plaintext a call.
+
+    The event loop's TLS layer (uvloop's and asyncio's) asks for 256 KiB at a
+    time, and ``read`` allocates what it is asked for before it decrypts one
+    record (at most 16 KiB) and shrinks the result: with the mmap threshold
+    pinned (:func:`~webims.transport.loop.pin_mmap_threshold`) that would be a
+    map, a remap and an unmap for every record received (20 times the cost of
+    the read).  ``SSL_read`` returns one record at most, so asking for one
+    record's worth gives the same data per call.
+    """
+
+    def read(self, len: int = 1024, buffer: WriteableBuffer | None = None) -> bytes:
+        return super().read(min(len, MAX_READ), buffer)
+
+
+def bounded_reads(context: ssl.SSLContext) -> ssl.SSLContext:
+    """Have ``context``'s connections read with :class:`BoundedReadSSLObject`."""
+    context.sslobject_class = BoundedReadSSLObject
+    return context
 
 
 def require_tls12(context: ssl.SSLContext) -> ssl.SSLContext:
