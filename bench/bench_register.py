@@ -72,7 +72,10 @@ def write_config(data: Path, *, token_ttl: int = 3600, extra: str = "") -> Path:
         f"[waf]\naccess_token_ttl = {token_ttl}\n"
         f"[pcscf]\nsip_port = {p_sip}\nws_port = {ws}\nwss_port = {wss}\n"
         f"[icscf]\nsip_port = {i_sip}\n[scscf]\nsip_port = {s_sip}\n"
-        f"[hss]\ndiameter_port = {dia}\napi_port = {api}\n" + extra
+        f"[hss]\ndiameter_port = {dia}\napi_port = {api}\n"
+        # No metrics endpoint: two benches at once would both want port 9464.
+        + ("" if "[metrics]" in extra else "[metrics]\nport = 0\n")
+        + extra
     )
     return config
 
