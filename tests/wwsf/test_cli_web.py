@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 from typer.testing import CliRunner
 
+from tests.ports import free_port as udp_tcp_free_port
 from webims.cli import app
 from webims.wwsf.accounts import AccountStore
 from webims.wwsf.db import DATABASE_FILE, open_database
 
-from tests.ports import free_port as udp_tcp_free_port
 from .conftest import logged_in, login, running_web
 
 runner = CliRunner()
