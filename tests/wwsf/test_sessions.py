@@ -22,7 +22,10 @@ def test_cookie_names_a_live_session_only() -> None:
     session = store.new("user1")
     value = store.cookie_value(session)
     assert store.from_cookie(value) is session
-    assert store.from_cookie(value[:-1] + ("A" if value[-1] != "A" else "B")) is None
+    # Change a character inside the signature (the last one of a base64url
+    # text may carry only padding bits, so changing it may change nothing).
+    i = len(value) - 5
+    assert store.from_cookie(value[:i] + ("A" if value[i] != "A" else "B") + value[i + 1 :]) is None
     other_key = SessionStore(b"j" * 40, 60, clock=clock)
     assert other_key.from_cookie(value) is None  # signed with another key
     clock.now += 61
