@@ -118,6 +118,24 @@ async def test_ws_unparsable_message_gets_400(layer: TransportLayer, inbox: Inbo
         assert isinstance(msg, Request)
 
 
+async def test_s8_13_two_sip_messages_in_one_ws_message_get_400(
+    layer: TransportLayer, inbox: Inbox
+) -> None:
+    """RFC 7118 §5.1: one SIP message per WebSocket message.  Two in one are
+    answered 400 and neither goes further; the connection stays usable."""
+    listener = await layer.listen_ws("127.0.0.1", 0)
+    async with connect(f"ws://127.0.0.1:{listener.local[1]}", subprotocols=SIP) as ws:
+        await ws.send(ws_request("OPTIONS") + ws_request("MESSAGE", body=b"hello"))
+        resp = await recv(ws)
+        assert isinstance(resp, Response) and resp.status == 400
+        assert resp.cseq.method == "OPTIONS"
+        # A body of exactly Content-Length bytes, then only CRLFs: one message.
+        await ws.send(ws_request("MESSAGE", body=b"hello") + b"\r\n\r\n")
+        [(msg, _)] = await inbox.messages_n(1)
+        assert isinstance(msg, Request) and msg.method == "MESSAGE" and msg.body == b"hello"
+    assert len(inbox.messages) == 1
+
+
 async def test_ws_fragmented_message(layer: TransportLayer, inbox: Inbox) -> None:
     listener = await layer.listen_ws("127.0.0.1", 0)
     raw = ws_request("MESSAGE", body=b"fragmented body")

@@ -444,6 +444,14 @@ class TransportLayer:
             log.debug("%s: unparsable message (%s): %.60r", flow, error, data)
             self._answer(answer_for(data, error, self._limits), flow, link)
             return
+        if flow.transport in ("ws", "wss") and _trailing_message(data, msg):
+            # RFC 7118 §5.1: one SIP message per WebSocket message.  A second one
+            # is not guessed at: the whole WebSocket message is refused.
+            log.debug("%s: more than one SIP message in a WebSocket message", flow)
+            if isinstance(msg, Request) and msg.method != "ACK":
+                refusal = ParseError("more than one SIP message in a WebSocket message")
+                self._answer(response_for_error(msg, refusal), flow, link)
+            return
         if isinstance(msg, Request):
             try:
                 stamp_received(msg, flow.remote)
@@ -611,3 +619,16 @@ class TransportLayer:
                 else:
                     log.debug("%s: idle for %.1f s; closing", flow, idle)
                     link.close()
+
+
+def _trailing_message(data: bytes, msg: Request | Response) -> bool:
+    """Whether ``data`` holds more than ``msg``: anything but whitespace after
+    its header section and the Content-Length bytes of its body."""
+    length = msg.content_length
+    if length is None:  # the body runs to the end of the WebSocket message
+        return False
+    start = len(data) - len(data.lstrip(b"\r\n"))
+    end = data.find(b"\r\n\r\n", start)
+    if end < 0:
+        return False
+    return bool(data[end + 4 + length :].strip())
