@@ -6,6 +6,5 @@
 ``routing``   originating, in-dialog and terminating requests (SPEC §1.4 C, D)
 ``regevent``  the eP-CSCF's reg event subscription (TS 24.229 5.2.3, SPEC §1.4 G)
 ``bindings``  identities bound to connections (TS 33.203 X.3 step 7.1)
-``reginfo``   what the eP-CSCF reads of a reg event NOTIFY (RFC 3680)
 ``token``     Bearer token validation against the WAF (local JWT or introspection)
 """

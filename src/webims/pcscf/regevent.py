@@ -28,10 +28,10 @@ from ..sip.checks import new_tag
 from ..sip.errors import ParseError
 from ..sip.message import Response
 from ..sip.proxy import ProxyContext
+from ..sip.reginfo import REGINFO, ReginfoError, ReginfoRegistration, parse_reginfo
 from ..sip.uac import new_call_id, new_request
 from ..sip.uri import SipURI, parse_uri
 from .bindings import Registration, RegSubscription, impu_key, shared, shared_routes
-from .reginfo import ReginfoError, ReginfoRegistration, parse_reginfo
 
 if TYPE_CHECKING:
     from .app import EpCscf
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["handle_notify", "refresh", "refresh_delay", "subscribe"]
 
 log = logging.getLogger(__name__)
-
-REGINFO = "application/reginfo+xml"
 
 
 def subscribe(app: EpCscf, reg: Registration, now: float) -> None:
@@ -174,7 +172,7 @@ def handle_notify(app: EpCscf, ctx: ProxyContext, now: float) -> None:
             ctx.respond(415, headers=[("Accept", REGINFO)], now=now)
             return
         try:
-            registrations = parse_reginfo(req.body)
+            registrations = parse_reginfo(req.body).registrations
         except ReginfoError as err:
             log.warning("eP-CSCF: reg event NOTIFY unreadable: %s", err)
             ctx.respond(400, now=now)

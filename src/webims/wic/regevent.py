@@ -12,23 +12,18 @@ dialog-forming request asks the edge proxy to keep using this flow).
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from ..sip import Request
 from ..sip.checks import new_tag
+from ..sip.reginfo import REGINFO, ReginfoError, parse_reginfo
 from ..sip.uac import new_call_id, new_request
 from .registration import UaInstance
 
 __all__ = ["REGINFO", "RegNotification", "build_reg_subscribe", "read_reg_notify"]
 
-#: RFC 3680 §5.1 body type.
-REGINFO = "application/reginfo+xml"
 #: 24.229 5.1.1.3: the UE asks for this lifetime; the S-CSCF may shorten it.
 SUBSCRIBE_EXPIRES = 600000
-_NS = "{urn:ietf:params:xml:ns:reginfo}"
-#: Largest reginfo document read (octets); the IRS of one WIC is far smaller.
-MAX_REGINFO = 64 * 1024
 
 
 def build_reg_subscribe(
@@ -76,19 +71,13 @@ def read_reg_notify(request: Request) -> RegNotification:
     """What a reg event NOTIFY says; a body that is no reginfo reads as empty."""
     version: int | None = None
     state: str | None = None
-    regs: list[tuple[str, str]] = []
-    try:
-        body = request.body
-        root = ET.fromstring(body) if body and len(body) <= MAX_REGINFO else None
-    except ET.ParseError:
-        root = None
-    if root is not None and root.tag == f"{_NS}reginfo":
-        raw = root.get("version")
-        version = int(raw) if raw is not None and raw.isdigit() else None
-        state = root.get("state")
-        regs = [
-            (reg.get("aor", ""), reg.get("state", "")) for reg in root.iter(f"{_NS}registration")
-        ]
-    return RegNotification(
-        request.headers.get("Subscription-State") or "", version, state, tuple(regs)
-    )
+    regs: tuple[tuple[str, str], ...] = ()
+    if request.body:
+        try:
+            doc = parse_reginfo(request.body)
+        except ReginfoError:
+            pass
+        else:
+            version, state = doc.version, doc.state
+            regs = tuple((reg.aor, reg.state) for reg in doc.registrations)
+    return RegNotification(request.headers.get("Subscription-State") or "", version, state, regs)

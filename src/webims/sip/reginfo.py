@@ -1,10 +1,10 @@
-"""What the eP-CSCF reads of a reg event NOTIFY body (RFC 3680 §5.3, application/reginfo+xml).
+"""Reading a reg event NOTIFY body (RFC 3680 §5.3, application/reginfo+xml).
 
-Only the parts TS 24.229 5.2.3 makes the P-CSCF act on: for each ``<registration>`` its
-``aor`` and ``state``, and for each of its ``<contact>`` elements the ``state``, the
-``event`` and the ``<uri>``.  Unknown elements and attributes are ignored (RFC 3680 §5.4
-allows extensions).  The body comes from the S-CSCF over Mw on a dialog the eP-CSCF
-created; it is still bounded in size before it is parsed.
+What the subscribers act on (the eP-CSCF, TS 24.229 5.2.3; a UE or WIC, 5.1.1.3): the
+document's ``version`` and ``state``, for each ``<registration>`` its ``aor`` and
+``state``, and for each of its ``<contact>`` elements the ``state``, the ``event`` and
+the ``<uri>``.  Unknown elements and attributes are ignored (RFC 3680 §5.4 allows
+extensions).  The body is bounded in size before it is parsed.
 """
 
 from __future__ import annotations
@@ -12,8 +12,18 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-__all__ = ["MAX_REGINFO", "ReginfoContact", "ReginfoError", "ReginfoRegistration", "parse_reginfo"]
+__all__ = [
+    "MAX_REGINFO",
+    "REGINFO",
+    "Reginfo",
+    "ReginfoContact",
+    "ReginfoError",
+    "ReginfoRegistration",
+    "parse_reginfo",
+]
 
+#: The body type of the reg event package (RFC 3680 §5.1).
+REGINFO = "application/reginfo+xml"
 NS = "{urn:ietf:params:xml:ns:reginfo}"
 #: Largest reginfo document read (octets); an IRS of a few IMPUs is far smaller.
 MAX_REGINFO = 64 * 1024
@@ -44,8 +54,18 @@ class ReginfoRegistration:
         )
 
 
-def parse_reginfo(body: bytes) -> tuple[ReginfoRegistration, ...]:
-    """The registrations a reginfo document reports; ReginfoError if it is none."""
+@dataclass(frozen=True, slots=True)
+class Reginfo:
+    """A reginfo document: its version (None when absent or not a number), its
+    state (``full`` or ``partial``) and the registrations it reports."""
+
+    version: int | None
+    state: str | None
+    registrations: tuple[ReginfoRegistration, ...]
+
+
+def parse_reginfo(body: bytes) -> Reginfo:
+    """The reginfo document ``body`` is; ReginfoError if it is none."""
     if len(body) > MAX_REGINFO:
         raise ReginfoError("reginfo document too large")
     try:
@@ -65,4 +85,6 @@ def parse_reginfo(body: bytes) -> tuple[ReginfoRegistration, ...]:
             for c in reg.iter(NS + "contact")
         )
         out.append(ReginfoRegistration(reg.get("aor", ""), reg.get("state", ""), contacts))
-    return tuple(out)
+    raw = root.get("version")
+    version = int(raw) if raw is not None and raw.isascii() and raw.isdigit() else None
+    return Reginfo(version, root.get("state"), tuple(out))
