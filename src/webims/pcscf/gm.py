@@ -67,7 +67,6 @@ from ..ims.trust import TrustedPeers
 from ..sip import grammar as g
 from ..sip.auth import AuthParams, DigestCredentials
 from ..sip.errors import ParseError
-from ..sip.headers import header_key
 from ..sip.message import Request
 from ..sip.proxy import ProxyContext
 from ..sip.uri import SipURI, parse_uri
@@ -101,20 +100,6 @@ UE_SIDE = "gm"
 #: Parameters of the Digest credentials only the P-CSCF may set (TS 24.229 5.2.2.1,
 #: TS 24.371 Table A.3.2-2): a UE's own values are dropped.
 _NODE_ONLY_PARAMS = ("integrity-protected", "authorization-entity")
-
-#: Removed from a UE's REGISTER; the eP-CSCF sets its own where needed.
-_REPLACED = (
-    "Authorization",
-    "Proxy-Authorization",
-    "P-Asserted-Identity",
-    "P-Preferred-Identity",
-    "P-Visited-Network-ID",
-    "P-Charging-Vector",
-    "P-Charging-Function-Addresses",
-    "Path",
-    "Route",
-)
-_REPLACED_KEYS = frozenset(header_key(name) for name in _REPLACED)
 
 
 # -- who is who ------------------------------------------------------------------------------
@@ -253,7 +238,7 @@ def handle_register(app: EpCscf, ctx: ProxyContext, now: float) -> None:
     outbound = any(c.params.get("reg-id") is not None for c in contacts)
     token = app.transport.make_token(flow)
     h = req.headers
-    for name in _REPLACED_KEYS.intersection(h.keys()):
+    for name in register.REPLACED_KEYS.intersection(h.keys()):
         h.remove(name)
     h.set("Require", ", ".join([*require, "path"]))
     wanted = ("path", "outbound") if outbound else ("path",)

@@ -54,8 +54,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: What a WIC may not assert, and what the eP-CSCF sets itself, on a REGISTER
-#: (TS 24.229 5.2.2.1; SPEC §1.4 A.5, §8 items 20 and 23).
+#: What a WIC or a UE may not assert, and what the eP-CSCF sets itself, on a
+#: REGISTER (TS 24.229 5.2.2.1; SPEC §1.4 A.5, §8 items 20 and 23).
 _REPLACED = (
     "Authorization",
     "Proxy-Authorization",
@@ -67,7 +67,7 @@ _REPLACED = (
     "Path",
     "Route",
 )
-_REPLACED_KEYS = frozenset(header_key(name) for name in _REPLACED)
+REPLACED_KEYS = frozenset(header_key(name) for name in _REPLACED)
 
 
 @dataclass(slots=True)
@@ -237,7 +237,7 @@ def _forward(
         supported = req.supported
         contacts = req.contacts
         digest = _digest(app, req.uri_text, impi, entity)
-        for name in _REPLACED_KEYS.intersection(h.keys()):
+        for name in REPLACED_KEYS.intersection(h.keys()):
             h.remove(name)
         token = app.transport.make_token(flow)
         h.set("Require", ", ".join([*require, "path"]))
