@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.ports import free_port
+from tests.system import up_config
 from tests.wic.conftest import running
 
 IMPU1 = "sip:user1_public1@home1.net"
@@ -29,16 +30,8 @@ class System:
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     data = tmp_path_factory.mktemp("webims-register")
-    web, p_sip, ws, wss, i_sip, s_sip, dia, api = (free_port() for _ in range(8))
-    config = data / "webims.toml"
-    config.write_text(
-        f'data_dir = "{data}"\n'
-        f'[web]\nport = {web}\npublic_url = "https://127.0.0.1:{web}"\n'
-        f'pcscf_url = "wss://127.0.0.1:{wss}/"\n'
-        f"[pcscf]\nsip_port = {p_sip}\nws_port = {ws}\nwss_port = {wss}\n"
-        f"[icscf]\nsip_port = {i_sip}\n[scscf]\nsip_port = {s_sip}\n"
-        f"[hss]\ndiameter_port = {dia}\napi_port = {api}\n"
-    )
+    made = up_config(data)
+    config, web = made.path, made.ports["web"]
     with running("up", "--config", str(config)):
         yield System(config, web)
 

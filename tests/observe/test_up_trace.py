@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.ports import free_port
+from tests.system import up_config
 from tests.wic.conftest import running
 
 from .test_pcap_cli import tshark
@@ -37,18 +37,15 @@ class System:
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     data = tmp_path_factory.mktemp("webims-trace")
-    web, p_sip, ws, wss, i_sip, s_sip, dia, api = (free_port() for _ in range(8))
-    config = data / "webims.toml"
-    config.write_text(
-        f'data_dir = "{data}"\n'
-        f'[web]\nport = {web}\npublic_url = "https://127.0.0.1:{web}"\n'
-        f'pcscf_url = "wss://127.0.0.1:{wss}/"\n'
-        f"[pcscf]\nsip_port = {p_sip}\nws_port = {ws}\nwss_port = {wss}\n"
-        f"[icscf]\nsip_port = {i_sip}\n[scscf]\nsip_port = {s_sip}\n"
-        f"[hss]\ndiameter_port = {dia}\napi_port = {api}\n"
-        "[trace]\nflush_interval = 0.1\n"
-    )
-    ports = {"p": p_sip, "wss": wss, "i": i_sip, "s": s_sip, "dia": dia}
+    made = up_config(data, extra="[trace]\nflush_interval = 0.1\n")
+    config, web, p = made.path, made.ports["web"], made.ports
+    ports = {
+        "p": p["pcscf"],
+        "wss": p["wss"],
+        "i": p["icscf"],
+        "s": p["scscf"],
+        "dia": p["diameter"],
+    }
     with running("up", "--config", str(config)):
         yield System(config, data, web, ports)
 
