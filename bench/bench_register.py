@@ -8,7 +8,7 @@ comes back after the I-CSCF's UAR and the S-CSCF's SAR (see
 ``webims.wic.bench`` for the subscribers and tokens used).
 
     python bench/bench_register.py [--clients 20] [--duration 10] [--json]
-                                   [--profile server.prof | --separate]
+                                   [--profile server.prof] [--separate]
 
 Prints the figures against the targets (issue 5): >= 1,000 registrations/s,
 0 failures, p99 <= 50 ms, and the CPU time the server process spent per
@@ -18,7 +18,8 @@ that one process, so 1000 / that figure bounds its rate on one core.  With
 progress line to its end (SIGUSR1/SIGUSR2), and the functions it spent most
 time in are printed.  With ``--separate`` each element runs in its own
 ``webims run`` process (HSS, web element, I-CSCF, S-CSCF, eP-CSCF) and the
-CPU time per registration is also given per element.
+CPU time per registration is also given per element; ``--profile`` then
+profiles the eP-CSCF.
 """
 
 from __future__ import annotations
@@ -160,9 +161,13 @@ def webims_up(
 
 
 @contextlib.contextmanager
-def separate_elements(config: Path, nofile: int = 4096) -> Iterator[dict[str, int]]:
+def separate_elements(
+    config: Path, nofile: int = 4096, profile: Path | None = None
+) -> Iterator[dict[str, int]]:
     """``webims run NAME`` for each element, one process each (started in
-    this order); yields their pids by name."""
+    this order); yields their pids by name, the eP-CSCF first.  With
+    ``profile`` the eP-CSCF (the busiest) runs under cProfile, as
+    :func:`webims_up` runs the whole server."""
     env = _env()
     procs: list[subprocess.Popen[str]] = []
 
@@ -174,8 +179,11 @@ def separate_elements(config: Path, nofile: int = 4096) -> Iterator[dict[str, in
 
     try:
         for name in SEPARATE:
+            command = [sys.executable, "-m", "webims"]
+            if profile is not None and name == "pcscf":
+                command = [sys.executable, __file__, "--profiled-server", str(profile), "--"]
             proc = subprocess.Popen(
-                [sys.executable, "-m", "webims", "run", name, "--config", str(config)],
+                [*command, "run", name, "--config", str(config)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -195,7 +203,8 @@ def separate_elements(config: Path, nofile: int = 4096) -> Iterator[dict[str, in
                     break
             if not printed or not printed[-1].startswith("ready"):
                 raise SystemExit(f"webims run {name} did not start:\n" + "".join(printed))
-        yield {name: proc.pid for name, proc in zip(SEPARATE, procs, strict=True)}
+        pids = {name: proc.pid for name, proc in zip(SEPARATE, procs, strict=True)}
+        yield {"pcscf": pids["pcscf"]} | pids
     finally:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
@@ -331,7 +340,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--json", action="store_true", help="End with one JSON line.")
     parser.add_argument(
-        "--profile", type=Path, help="Profile the server (cProfile) under load into FILE."
+        "--profile",
+        type=Path,
+        help="Profile the server (with --separate: the eP-CSCF) under load into FILE.",
     )
     parser.add_argument(
         "--separate",
@@ -345,8 +356,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="webims-bench-") as tmp:
         config = write_config(Path(tmp))
         if args.separate:
-            with separate_elements(config) as pids:
-                window = LoadWindow(pids, profile=False)
+            with separate_elements(config, profile=args.profile) as pids:
+                window = LoadWindow(pids, args.profile is not None)
                 result = run_bench(config, args.clients, args.duration, window)
         else:
             with webims_up(config, profile=args.profile) as server:
