@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from webims.sip.errors import MessageTooLarge, ParseError
+import pytest
+
+from webims.sip.errors import MessageTooLarge, ParseError, SipError
 from webims.sip.message import DEFAULT_LIMITS, Request, parse_message
 from webims.transport import answer_for, stamp_received
 
@@ -59,3 +61,33 @@ def test_answer_for_salvages_what_it_can() -> None:
     ack = request("ACK", extra="broken\r\n")
     assert answer_for(ack, ParseError(), DEFAULT_LIMITS) is None
     assert answer_for(None, ParseError(), DEFAULT_LIMITS) is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"INVITE <sip:user@example.com> SIP/2.0",  # RFC 4475 3.1.2.7
+        b"INVITE sip:user@example.com; lr SIP/2.0",  # 3.1.2.8
+        b"INVITE  sip:user@example.com  SIP/2.0",  # 3.1.2.9
+        b"OPTIONS sip:remote-target@example.com SIP/2.0  ",  # 3.1.2.10
+    ],
+)
+def test_a_request_with_a_malformed_request_line_gets_400(line: bytes) -> None:
+    raw = request("INVITE" if line.startswith(b"INVITE") else "OPTIONS")
+    bad = line + raw[raw.index(b"\r\n") :]
+    with pytest.raises(SipError):
+        parse_message(bad)
+    resp = answer_for(bad, ParseError("bad Request-Line"), DEFAULT_LIMITS)
+    assert resp is not None and resp.status == 400
+    assert resp.headers.get("Via") == parsed(raw).headers.get("Via")
+    assert resp.cseq == parsed(raw).cseq
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"SIP/2.0 200 OK junk", b"\xc3\xa9T sip:a@b SIP/2.0", b"IN(VITE sip:a@b SIP/2.0", b"INVITE"],
+)
+def test_no_answer_when_the_start_line_is_not_a_request(line: bytes) -> None:
+    raw = request()
+    bad = line + raw[raw.index(b"\r\n") :]
+    assert answer_for(bad, ParseError("bad start line"), DEFAULT_LIMITS) is None

@@ -6,7 +6,11 @@
   ``.invalid`` hosts of WebSocket clients, RFC 7118 §5.2), and with RFC 3581
   ``rport`` the source port as well.
 * :func:`answer_for` builds the stateless answer to a request that could not
-  be used (400, 413, 513 ...), from whatever part of it is still readable.
+  be used (400, 413, 513 ...), from whatever part of it is still readable,
+  including a request whose Request-Line itself is malformed (RFC 4475
+  §3.1.2.7-10: a Request-URI in angle brackets or with LWS inside, extra or
+  trailing SPs), as long as it starts with a method and its Via, From, To,
+  Call-ID and CSeq can be read.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import ipaddress
 from ..sip.checks import response_for_error
 from ..sip.errors import SipError
 from ..sip.framing import salvage_head
+from ..sip.grammar import is_token
 from ..sip.message import Limits, Request, Response, parse_message
 from .flow import Address
 
@@ -65,6 +70,20 @@ _SALVAGE_LIMITS = Limits(
 )
 
 
+def _with_plain_request_line(head: bytes) -> bytes | None:
+    """``head`` with its first line replaced by ``METHOD sip:invalid SIP/2.0``
+    when that line starts with a method token, else None (a response, or
+    junk).  The URI is never used: only the header fields are, to answer."""
+    line, sep, rest = head.partition(b"\r\n")
+    words = line.split()
+    if len(words) < 2 or words[0].startswith(b"SIP/") or not words[0].isascii():
+        return None
+    method = words[0].decode("ascii")
+    if not is_token(method):
+        return None
+    return method.encode("ascii") + b" sip:invalid SIP/2.0" + sep + rest
+
+
 def answer_for(data: bytes | None, error: SipError, limits: Limits) -> Response | None:
     """The stateless response to a request rejected with ``error``, if any.
 
@@ -80,7 +99,15 @@ def answer_for(data: bytes | None, error: SipError, limits: Limits) -> Response 
     try:
         req = parse_message(head, _SALVAGE_LIMITS)
     except SipError:
-        return None
+        # Perhaps only the Request-Line is broken: read the header fields
+        # under a well-formed Request-Line of the same method.
+        head = _with_plain_request_line(head)
+        if head is None:
+            return None
+        try:
+            req = parse_message(head, _SALVAGE_LIMITS)
+        except SipError:
+            return None
     if not isinstance(req, Request) or req.method == "ACK" or "Via" not in req.headers:
         return None
     try:
