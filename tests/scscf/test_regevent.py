@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from webims.scscf.regevent import REGINFO_NS, _id, reginfo_xml
+from webims.scscf.regevent import _id, reginfo_xml
 from webims.scscf.registrar import Contact, Registration
+from webims.sip.reginfo import REGINFO_NS
 
 from .conftest import IRS_BARRED, IRS_IMPI, IRS_IMPUS, USER1_IMPI, USER1_IMPU, Deployment
 from .messages import contacts, reginfo, register, registrations, subscribe

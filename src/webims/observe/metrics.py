@@ -94,7 +94,7 @@ class SipCollector(Collector):
             "Open SIP connections (flows), by transport; UDP has none.",
             labels=["transport"],
         )
-        by_transport = Counter(flow.transport for flow in self.endpoint.transport.table.flows())
+        by_transport = Counter(flow.transport for flow in self.endpoint.transport.flows())
         for transport, n in sorted(by_transport.items()):
             conns.add_metric([transport], n)
         yield conns

@@ -127,7 +127,7 @@ class EpCscf:
         return f"sip:{token}{self.uri_tail}"
 
     def is_live(self, flow: Flow) -> bool:
-        return flow in self.transport.table
+        return self.transport.is_live(flow)
 
     def bound(self, reg: Registration) -> None:
         """A registration was added or refreshed: its expiry may be the next one."""

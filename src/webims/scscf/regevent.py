@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from ..sip.message import Request, Response
 from ..sip.proxy import ProxyContext, ProxyCore
-from ..sip.reginfo import REGINFO
+from ..sip.reginfo import REGINFO, REGINFO_NS
 from ..sip.uac import new_request
 from ..sip.uri import SipURI
 from .registrar import Contact, Registration, impu_key
@@ -44,7 +44,6 @@ __all__ = ["REGINFO", "RegEventNotifier", "Subscription", "reginfo_xml"]
 
 log = logging.getLogger(__name__)
 
-REGINFO_NS = "urn:ietf:params:xml:ns:reginfo"
 #: RFC 3680 §3.2: the default subscription duration.
 DEFAULT_EXPIRES = 3761
 #: Seconds a subscription is kept past its expiry before the ``timeout``

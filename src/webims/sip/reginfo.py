@@ -15,6 +15,7 @@ from dataclasses import dataclass
 __all__ = [
     "MAX_REGINFO",
     "REGINFO",
+    "REGINFO_NS",
     "Reginfo",
     "ReginfoContact",
     "ReginfoError",
@@ -24,7 +25,9 @@ __all__ = [
 
 #: The body type of the reg event package (RFC 3680 §5.1).
 REGINFO = "application/reginfo+xml"
-NS = "{urn:ietf:params:xml:ns:reginfo}"
+#: Its XML namespace (RFC 3680 §5.4).
+REGINFO_NS = "urn:ietf:params:xml:ns:reginfo"
+NS = "{" + REGINFO_NS + "}"
 #: Largest reginfo document read (octets); an IRS of a few IMPUs is far smaller.
 MAX_REGINFO = 64 * 1024
 

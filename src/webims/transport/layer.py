@@ -385,6 +385,14 @@ class TransportLayer:
             return self.send_to(data, transport, host, via.port or _DEFAULT_PORT[transport])
         raise TransportError(f"unsupported transport {via.transport} in Via")
 
+    def is_live(self, flow: Flow) -> bool:
+        """Whether ``flow``'s connection is still open."""
+        return flow in self.table
+
+    def flows(self) -> list[Flow]:
+        """The flows of the open connections (UDP has none)."""
+        return self.table.flows()
+
     def close_flow(self, flow: Flow) -> None:
         """Close the connection of ``flow`` (no-op for UDP or a gone flow)."""
         if flow.conn_id:
