@@ -57,6 +57,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal
 
+from ..sqlite import open_wal
 from .migrations import LATEST, RECORD_VERSION, SCHEMA_VERSION_TABLE, pending, statements
 from .model import PublicIdentity, RegistrationState, ServerAssignment, Subscriber
 from .sqlstore import SQLITE, Key, Row, SqlStore, WriteTx, assemble, taken
@@ -122,18 +123,11 @@ class SqliteStore(SqlStore):
     async def open(self) -> None:
         if self._conn is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-        except sqlite3.Error as err:
+            conn = open_wal(self.path, busy_timeout=self.busy_timeout, synchronous=self.synchronous)
+        except (OSError, sqlite3.Error) as err:
             raise StoreError(f"cannot open {self.path}: {err}") from err
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreError(f"{self.path}: journal mode {mode!r}, WAL is needed")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             # Checkpoints (copying the WAL back into the database, with an
             # fsync) run in a thread of their own, not inside a commit on
             # the event loop.

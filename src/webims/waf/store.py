@@ -24,11 +24,12 @@ a grant reads and writes as one step even with several processes on the same fil
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..sqlite import open_wal
 
 __all__ = ["AuthorizationCode", "RefreshToken", "WafStore", "credential_hash"]
 
@@ -114,10 +115,7 @@ class WafStore:
 
     def __init__(self, path: Path, clock: Callable[[], float]) -> None:
         self._clock = clock
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = open_wal(path)
         self._db.executescript(_SCHEMA)
         path.chmod(0o600)
         self._next_purge = 0.0

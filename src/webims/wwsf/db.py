@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..sqlite import open_wal
+
 __all__ = ["DATABASE_FILE", "LATEST", "DatabaseError", "WwsfDatabase", "open_database"]
 
 DATABASE_FILE = "wwsf.sqlite3"
@@ -162,14 +164,10 @@ def open_database(path: Path, *, busy_timeout: float = 5.0) -> WwsfDatabase:
     """Open (creating it and its directory if need be) and migrate ``path``."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+        conn = open_wal(path, busy_timeout=busy_timeout)
     except (OSError, sqlite3.Error) as err:
         raise DatabaseError(f"cannot open {path}: {err}") from None
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
         _migrate(conn)
     except sqlite3.Error as err:
         conn.close()
