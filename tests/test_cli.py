@@ -13,7 +13,7 @@ from pathlib import Path
 
 import websockets
 
-from tests.ports import free_port
+from tests.system import up_config
 from webims.sip import Response, parse_message
 
 
@@ -27,18 +27,9 @@ def options(target: str, via: str, branch: str) -> bytes:
 
 
 async def test_webims_up_serves_sip_and_stops_cleanly(tmp_path: Path) -> None:
-    ports: list[int] = []
-    while len(ports) < 8:  # eight distinct ones
-        if (port := free_port()) not in ports:
-            ports.append(port)
-    p_port, i_port, s_port, ws_port, wss_port, web_port, dia_port, api_port = ports
-    config = tmp_path / "webims.toml"
-    config.write_text(
-        f"[pcscf]\nsip_port = {p_port}\nws_port = {ws_port}\nwss_port = {wss_port}\n"
-        f"[icscf]\nsip_port = {i_port}\n[scscf]\nsip_port = {s_port}\n"
-        f"[web]\nport = {web_port}\n"
-        f"[hss]\ndiameter_port = {dia_port}\napi_port = {api_port}\n"
-    )
+    made = up_config(tmp_path)
+    config = made.path
+    i_port, ws_port, wss_port, web_port = (made.ports[n] for n in ("icscf", "ws", "wss", "web"))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [

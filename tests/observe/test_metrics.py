@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from tests.ports import free_port
+from tests.system import up_config
 from tests.wic.conftest import running
 from webims.config import MetricsSettings, Settings
 from webims.diameter.base import Identity
@@ -216,21 +217,8 @@ class System:
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     data = tmp_path_factory.mktemp("webims-metrics")
-    ports: list[int] = []
-    while len(ports) < 9:
-        if (port := free_port()) not in ports:
-            ports.append(port)
-    web, p_sip, ws, wss, i_sip, s_sip, dia, api, metrics = ports
-    config = data / "webims.toml"
-    config.write_text(
-        f'data_dir = "{data}"\n'
-        f'[web]\nport = {web}\npublic_url = "https://127.0.0.1:{web}"\n'
-        f'pcscf_url = "wss://127.0.0.1:{wss}/"\n'
-        f"[pcscf]\nsip_port = {p_sip}\nws_port = {ws}\nwss_port = {wss}\n"
-        f"[icscf]\nsip_port = {i_sip}\n[scscf]\nsip_port = {s_sip}\n"
-        f"[hss]\ndiameter_port = {dia}\napi_port = {api}\n"
-        f"[metrics]\nport = {metrics}\n"
-    )
+    metrics = free_port()
+    config = up_config(data, extra=f"[metrics]\nport = {metrics}\n").path
     with running("up", "--config", str(config)) as printed:
         yield System(config, f"http://127.0.0.1:{metrics}/metrics", "".join(printed))
 

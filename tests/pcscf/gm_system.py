@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from tests.ports import free_port
+from tests.system import up_config
 from tests.wic.conftest import running
 from webims.sip import Request, Response, make_response, new_tag, parse_message
 from webims.sip.auth import parse_challenge
@@ -90,10 +90,11 @@ def core_system(data: Path, attempts: int = 3) -> Iterator[CoreSystem]:
     """``webims up`` on free ports in ``data`` until the block ends (started again on
     other ports when one was taken meanwhile by another process of the machine)."""
     for attempt in range(1, attempts + 1):
-        ports = _free_ports()
+        made = up_config(data, extra='[sip]\nhost = "127.0.0.1"\n')
+        ports = made.ports
         stack = contextlib.ExitStack()
         try:
-            stack.enter_context(running("up", "--config", str(_config(data, ports))))
+            stack.enter_context(running("up", "--config", str(made.path)))
         except AssertionError as err:
             if "address already in use" in str(err) and attempt < attempts:
                 continue
@@ -101,29 +102,6 @@ def core_system(data: Path, attempts: int = 3) -> Iterator[CoreSystem]:
         with stack:
             yield CoreSystem(data, ports)
         return
-
-
-def _free_ports() -> dict[str, int]:
-    names = ("pcscf", "ws", "wss", "icscf", "scscf", "diameter", "api", "web")
-    ports: dict[str, int] = {}
-    while len(ports) < len(names):
-        port = free_port()
-        if port not in ports.values():
-            ports[names[len(ports)]] = port
-    return ports
-
-
-def _config(data: Path, ports: dict[str, int]) -> Path:
-    config = data / "webims.toml"
-    config.write_text(
-        f'data_dir = "{data}"\n[sip]\nhost = "127.0.0.1"\n'
-        f"[pcscf]\nsip_port = {ports['pcscf']}\nws_port = {ports['ws']}\n"
-        f"wss_port = {ports['wss']}\n"
-        f"[icscf]\nsip_port = {ports['icscf']}\n[scscf]\nsip_port = {ports['scscf']}\n"
-        f"[hss]\ndiameter_port = {ports['diameter']}\napi_port = {ports['api']}\n"
-        f'[web]\nport = {ports["web"]}\npublic_url = "https://127.0.0.1:{ports["web"]}"\n'
-    )
-    return config
 
 
 def _md5(text: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from typer.testing import CliRunner
 
-from tests.ports import free_port as udp_tcp_free_port
+from tests.system import up_config
 from webims.cli import app
 from webims.wwsf.accounts import AccountStore
 from webims.wwsf.db import DATABASE_FILE, open_database
@@ -105,19 +105,9 @@ def test_seed_demo_makes_web_accounts_and_pool(tmp_path: Path) -> None:
 
 
 async def test_webims_up_serves_the_web_element(tmp_path: Path) -> None:
-    ports: list[int] = []
-    while len(ports) < 8:  # distinct, each free for UDP and TCP
-        port = udp_tcp_free_port()
-        if port not in ports:
-            ports.append(port)
-    web_port = ports.pop()
-    config = tmp_path / "webims.toml"
-    config.write_text(
-        f'[web]\nport = {web_port}\npublic_url = "https://127.0.0.1:{web_port}"\n'
-        f"[pcscf]\nsip_port = {ports[0]}\nws_port = {ports[1]}\nwss_port = {ports[2]}\n"
-        f"[icscf]\nsip_port = {ports[3]}\n[scscf]\nsip_port = {ports[4]}\n"
-        f"[hss]\ndiameter_port = {ports[5]}\napi_port = {ports[6]}\n"
-    )
+    made = up_config(tmp_path)
+    config = made.path
+    web_port = made.ports["web"]
     proc = subprocess.Popen(
         [
             sys.executable,
