@@ -90,12 +90,20 @@ Field = tuple[str, str, str, str | None]
 
 
 class Headers:
-    """Ordered header fields with case-insensitive, compact-aware lookup."""
+    """Ordered header fields with case-insensitive, compact-aware lookup.
 
-    __slots__ = ("_fields", "changed", "version")
+    Reads go through an index (lookup key -> values in order), built on the
+    first read and kept in step by every write, so that ``get``, ``get_all``
+    and ``in`` do not scan the fields.  The lists in the index are never
+    changed in place (a write puts a new list there), so a copy shares them.
+    """
+
+    __slots__ = ("_fields", "_index", "changed", "version")
 
     def __init__(self, fields: list[Field] | None = None) -> None:
         self._fields: list[Field] = fields if fields is not None else []
+        #: Key -> values, in order; None until the first read.
+        self._index: dict[str, list[str]] | None = None
         #: Bumped on every change; lets messages invalidate cached views.
         self.version = 0
         #: Header key -> :attr:`version` of the last change to that header
@@ -115,6 +123,30 @@ class Headers:
         self.version += 1
         self.changed[key] = self.version
 
+    def _lookup(self) -> dict[str, list[str]]:
+        """The index (built now if this is the first read).  Its lists are
+        shared: read them, never change them."""
+        index = self._index
+        if index is None:
+            index = {}
+            for key, _, value, _ in self._fields:
+                if key in index:
+                    index[key].append(value)
+                else:
+                    index[key] = [value]
+            self._index = index
+        return index
+
+    def _reindex(self, key: str) -> None:
+        """Bring the index entry of ``key`` in step with the fields."""
+        index = self._index
+        if index is not None:
+            values = [f[2] for f in self._fields if f[0] == key]
+            if values:
+                index[key] = values
+            else:
+                index.pop(key, None)
+
     @classmethod
     def from_pairs(cls, pairs: list[tuple[str, str]]) -> Headers:
         return cls([(header_key(n), n, v, None) for n, v in pairs])
@@ -122,7 +154,15 @@ class Headers:
     # -- reading ---------------------------------------------------------
     def get(self, name: str) -> str | None:
         """The value of the first field called ``name``, or None."""
-        key = header_key(name)
+        values = self._lookup().get(header_key(name))
+        return None if values is None else values[0]
+
+    def _first(self, key: str) -> str | None:
+        """:meth:`get` by lookup key, without building the index for it."""
+        index = self._index
+        if index is not None:
+            values = index.get(key)
+            return None if values is None else values[0]
         for f in self._fields:
             if f[0] == key:
                 return f[2]
@@ -130,27 +170,23 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """The values of every field called ``name``, in order (not split)."""
-        key = header_key(name)
-        return [f[2] for f in self._fields if f[0] == key]
+        values = self._lookup().get(header_key(name))
+        return [] if values is None else values.copy()
 
     def values(self, name: str) -> list[str]:
         """Every element of a comma-separated list header, across fields."""
-        key = header_key(name)
         out: list[str] = []
-        for f in self._fields:
-            if f[0] == key:
-                out.extend(g.split_list(f[2]))
+        for value in self._lookup().get(header_key(name), ()):
+            out.extend(g.split_list(value))
         return out
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = header_key(name)
-        return any(f[0] == key for f in self._fields)
+        return header_key(name) in self._lookup()
 
     def count(self, name: str) -> int:
-        key = header_key(name)
-        return sum(1 for f in self._fields if f[0] == key)
+        return len(self._lookup().get(header_key(name), ()))
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for f in self._fields:
@@ -172,19 +208,32 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         """Append a field at the end of the header section."""
         f = self._field(name, value)
+        key = f[0]
         self._fields.append(f)
-        self._touch(f[0])
+        index = self._index
+        if index is not None:
+            old = index.get(key)
+            index[key] = [value] if old is None else [*old, value]
+        self._touch(key)
 
     def add_first(self, name: str, value: str) -> None:
         """Insert a field above the first one of the same name (or at the top)."""
         f = self._field(name, value)
         key = f[0]
-        for i, existing in enumerate(self._fields):
-            if existing[0] == key:
-                self._fields.insert(i, f)
-                break
+        fields = self._fields
+        index = self._index
+        old = None if index is None else index.get(key)
+        if index is not None and old is None:
+            fields.insert(0, f)  # the index says there is none
         else:
-            self._fields.insert(0, f)
+            for i, existing in enumerate(fields):
+                if existing[0] == key:
+                    fields.insert(i, f)
+                    break
+            else:
+                fields.insert(0, f)
+        if index is not None:
+            index[key] = [value] if old is None else [value, *old]
         self._touch(key)
 
     def set(self, name: str, value: str) -> None:
@@ -192,6 +241,9 @@ class Headers:
         f = self._field(name, value)
         key = f[0]
         fields = self._fields
+        index = self._index
+        if index is not None:
+            index[key] = [value]
         positions = [i for i, existing in enumerate(fields) if existing[0] == key]
         if len(positions) == 1:
             fields[positions[0]] = f
@@ -218,6 +270,8 @@ class Headers:
         self._fields = [f for f in self._fields if f[0] != key]
         removed = before - len(self._fields)
         if removed:
+            if self._index is not None:
+                self._index.pop(key, None)
             self._touch(key)
         return removed
 
@@ -241,11 +295,13 @@ class Headers:
             self._touch(key)
             if not parts:
                 del fields[i]
+                self._reindex(key)
                 continue
             if len(parts) == 1:
                 del fields[i]
             else:
                 fields[i] = (key, f[1], ", ".join(parts[1:]), None)
+            self._reindex(key)
             return parts[0]
         return None
 
@@ -257,6 +313,7 @@ class Headers:
                 parts = g.split_list(f[2])
                 parts[0] = value
                 self._fields[i] = (key, f[1], ", ".join(parts), None)
+                self._reindex(key)
                 self._touch(key)
                 return
         raise KeyError(name)
@@ -265,6 +322,8 @@ class Headers:
         """A copy with the same fields and the same change stamps, so values
         parsed from the original stay valid for the copy (see :meth:`stamp`)."""
         new = Headers(list(self._fields))
+        if self._index is not None:
+            new._index = dict(self._index)
         new.version = self.version
         new.changed = dict(self.changed)
         return new

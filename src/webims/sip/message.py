@@ -13,7 +13,7 @@ serialises to exactly the bytes it was parsed from.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -110,6 +110,9 @@ class Message(ABC):
         self._wire_version = -1
 
     # -- typed access ------------------------------------------------------
+    # The hot accessors look their cache entry up themselves (the code of
+    # _hit, inlined); the others go through _cached.
+
     def _cached(self, key: str, build: Callable[[], T], slot: str | None = None) -> T:
         """The value ``build`` parses from the header with lookup key ``key``,
         parsed again only when that header has changed since (``slot`` names
@@ -123,13 +126,18 @@ class Message(ABC):
         self._cache[slot] = (stamp, value)
         return value
 
+    def _store(self, slot: str, key: str, value: T) -> T:
+        """Cache ``value``, parsed from the header ``key`` as it is now."""
+        self._cache[slot] = (self.headers.changed.get(key, 0), value)
+        return value
+
     def _is_cached(self, key: str) -> bool:
         """Whether the value of ``key``'s own slot is parsed and current."""
         entry = self._cache.get(key)
-        return entry is not None and entry[0] == self.headers.stamp(key)
+        return entry is not None and entry[0] == self.headers.changed.get(key, 0)
 
-    def _single(self, name: str) -> str:
-        values = self.headers.get_all(name)
+    def _single(self, name: str, key: str | None = None) -> str:
+        values = self.headers._lookup().get(key or header_key(name))
         if not values:
             raise ParseError(f"missing {name} header")
         if len(values) > 1:
@@ -138,128 +146,159 @@ class Message(ABC):
 
     @property
     def call_id(self) -> str:
-        def build() -> str:
-            value = self._single("Call-ID")
-            # callid = word [ "@" word ]; words are non-empty, no whitespace.
-            if not value or any(c in value for c in " \t"):
-                raise ParseError(f"invalid Call-ID {value!r}")
-            return value
-
-        return self._cached("call-id", build)
+        entry = self._cache.get("call-id")
+        if entry is not None and entry[0] == self.headers.changed.get("call-id", 0):
+            return entry[1]  # type: ignore[no-any-return]
+        value = self._single("Call-ID", "call-id")
+        # callid = word [ "@" word ]; words are non-empty, no whitespace.
+        if not value or " " in value or "\t" in value:
+            raise ParseError(f"invalid Call-ID {value!r}")
+        return self._store("call-id", "call-id", value)
 
     @property
     def cseq(self) -> CSeq:
-        return self._cached("cseq", lambda: parse_cseq(self._single("CSeq")))
+        entry = self._cache.get("cseq")
+        if entry is not None and entry[0] == self.headers.changed.get("cseq", 0):
+            return entry[1]  # type: ignore[no-any-return]
+        return self._store("cseq", "cseq", parse_cseq(self._single("CSeq", "cseq")))
 
     @property
     def from_(self) -> Address:
-        return self._cached("from", lambda: parse_address(self._single("From")))
+        entry = self._cache.get("from")
+        if entry is not None and entry[0] == self.headers.changed.get("from", 0):
+            return entry[1]  # type: ignore[no-any-return]
+        return self._store("from", "from", parse_address(self._single("From", "from")))
 
     @property
     def to(self) -> Address:
-        return self._cached("to", lambda: parse_address(self._single("To")))
+        entry = self._cache.get("to")
+        if entry is not None and entry[0] == self.headers.changed.get("to", 0):
+            return entry[1]  # type: ignore[no-any-return]
+        return self._store("to", "to", parse_address(self._single("To", "to")))
 
     @property
     def from_tag(self) -> str | None:
         """The From tag; checks the From syntax without building the Address."""
-        if self._is_cached("from"):
-            return self.from_.tag
-        return self._cached("from", lambda: address_tag(self._single("From")), "from-tag")
+        return self._tag("from", "From", "from-tag")
 
     @property
     def to_tag(self) -> str | None:
         """The To tag; checks the To syntax without building the Address."""
-        if self._is_cached("to"):
-            return self.to.tag
-        return self._cached("to", lambda: address_tag(self._single("To")), "to-tag")
+        return self._tag("to", "To", "to-tag")
+
+    def _tag(self, key: str, name: str, slot: str) -> str | None:
+        stamp = self.headers.changed.get(key, 0)
+        cache = self._cache
+        entry = cache.get(key)
+        if entry is not None and entry[0] == stamp:
+            return entry[1].params.get("tag")  # type: ignore[no-any-return]
+        entry = cache.get(slot)
+        if entry is not None and entry[0] == stamp:
+            return entry[1]  # type: ignore[no-any-return]
+        tag = address_tag(self._single(name, key))
+        cache[slot] = (stamp, tag)
+        return tag
 
     @property
     def vias(self) -> list[Via]:
-        return self._cached("via", lambda: parse_via_list_all(self.headers.get_all("Via")))
+        entry = self._cache.get("via")
+        if entry is not None and entry[0] == self.headers.changed.get("via", 0):
+            return entry[1]  # type: ignore[no-any-return]
+        return self._store("via", "via", parse_via_list_all(self.headers._lookup().get("via", ())))
 
     @property
     def top_via(self) -> Via:
-        def build() -> Via:
-            first = self.headers.get("Via")
-            if first is None:
-                raise ParseError("missing Via header")
+        entry = self._cache.get("top-via")
+        if entry is not None and entry[0] == self.headers.changed.get("via", 0):
+            return entry[1]  # type: ignore[no-any-return]
+        values = self.headers._lookup().get("via")
+        if values is None:
+            raise ParseError("missing Via header")
+        first = values[0]
+        if "," in first:
             parts = g.split_list(first)
             if not parts:
                 raise ParseError("empty Via header")
-            return parse_via(parts[0])
-
-        return self._cached("via", build, "top-via")
+            first = parts[0]
+        else:  # g.split_list, inlined
+            first = first.strip()
+            if not first:
+                raise ParseError("empty Via header")
+        return self._store("top-via", "via", parse_via(first))
 
     def replace_top_via(self, via: Via) -> None:
         """Rewrite the top Via (e.g. to add ``received``), keeping it parsed."""
         self.headers.replace_first_value("Via", str(via))
-        self._cached("via", lambda: via, "top-via")
+        self._store("top-via", "via", via)
 
     @property
     def max_forwards(self) -> int | None:
-        def build() -> int | None:
-            values = self.headers.get_all("Max-Forwards")
-            if not values:
-                return None
-            if len(values) > 1:
-                raise ParseError("more than one Max-Forwards header")
-            return _parse_int(values[0], "Max-Forwards", 255)
-
-        return self._cached("max-forwards", build)
+        entry = self._cache.get("max-forwards")
+        if entry is not None and entry[0] == self.headers.changed.get("max-forwards", 0):
+            return entry[1]  # type: ignore[no-any-return]
+        values = self.headers._lookup().get("max-forwards")
+        if values is None:
+            value = None
+        elif len(values) > 1:
+            raise ParseError("more than one Max-Forwards header")
+        else:
+            value = _parse_int(values[0], "Max-Forwards", 255)
+        return self._store("max-forwards", "max-forwards", value)
 
     @property
     def contact_star(self) -> bool:
         """True for ``Contact: *`` (REGISTER removing every binding)."""
-        values = self.headers.get_all("Contact")
-        return len(values) == 1 and values[0].strip() == "*"
+        values = self.headers._lookup().get("contact")
+        return values is not None and len(values) == 1 and values[0].strip() == "*"
 
     @property
     def contacts(self) -> list[Address]:
-        def build() -> list[Address]:
-            if self.contact_star:
-                return []
-            out = []
-            for v in self.headers.get_all("Contact"):
+        entry = self._cache.get("contact")
+        if entry is not None and entry[0] == self.headers.changed.get("contact", 0):
+            return entry[1]  # type: ignore[no-any-return]
+        out: list[Address] = []
+        if not self.contact_star:
+            for v in self.headers._lookup().get("contact", ()):
                 if v.strip() == "*":
                     raise ParseError("Contact '*' mixed with other contacts")
                 out.extend(parse_address_list(v))
-            return out
+        return self._store("contact", "contact", out)
 
-        return self._cached("contact", build)
-
-    def _address_list(self, name: str) -> list[Address]:
-        return self._cached(
-            header_key(name),
-            lambda: [a for v in self.headers.get_all(name) for a in parse_address_list(v)],
-        )
+    def _address_list(self, name: str, key: str | None = None) -> list[Address]:
+        key = key or header_key(name)
+        entry = self._cache.get(key)
+        if entry is not None and entry[0] == self.headers.changed.get(key, 0):
+            return entry[1]  # type: ignore[no-any-return]
+        out = [a for v in self.headers._lookup().get(key, ()) for a in parse_address_list(v)]
+        return self._store(key, key, out)
 
     @property
     def routes(self) -> list[Address]:
-        return self._address_list("Route")
+        return self._address_list("Route", "route")
 
     @property
     def record_routes(self) -> list[Address]:
-        return self._address_list("Record-Route")
+        return self._address_list("Record-Route", "record-route")
 
     @property
     def paths(self) -> list[Address]:
-        return self._address_list("Path")
+        return self._address_list("Path", "path")
 
     @property
     def service_routes(self) -> list[Address]:
-        return self._address_list("Service-Route")
+        return self._address_list("Service-Route", "service-route")
 
     @property
     def p_asserted_identity(self) -> list[Address]:
-        return self._address_list("P-Asserted-Identity")
+        return self._address_list("P-Asserted-Identity", "p-asserted-identity")
 
     @property
     def p_preferred_identity(self) -> list[Address]:
-        return self._address_list("P-Preferred-Identity")
+        return self._address_list("P-Preferred-Identity", "p-preferred-identity")
 
     @property
     def p_associated_uri(self) -> list[Address]:
-        return self._address_list("P-Associated-URI")
+        return self._address_list("P-Associated-URI", "p-associated-uri")
 
     @property
     def p_visited_network_id(self) -> list[str]:
@@ -398,7 +437,7 @@ class Message(ABC):
         if self._wire is not None and self._wire_version == self.headers.version:
             return self._wire
         length = str(len(self.body))
-        if self.headers.get("Content-Length") != length:
+        if self.headers._first("content-length") != length:
             self.headers.set("Content-Length", length)
         head = self.start_line() + "\r\n" + self.headers.render() + "\r\n\r\n"
         return head.encode("utf-8", "surrogateescape") + self.body
@@ -504,7 +543,7 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
-def parse_via_list_all(values: list[str]) -> list[Via]:
+def parse_via_list_all(values: Iterable[str]) -> list[Via]:
     out: list[Via] = []
     for v in values:
         out.extend(parse_via_list(v))
