@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from . import grammar as g
 from .errors import ParseError
 from .params import Params
-from .uri import URI, SipURI, parse_host, parse_uri
+from .uri import FAST_SIP_PATTERN, URI, SipURI, fast_sip_uri, parse_host, parse_uri
 
 __all__ = ["Address", "address_tag", "parse_address", "parse_address_list"]
 
@@ -51,11 +51,22 @@ class Address:
         return f"Address({str(self)!r})"
 
 
+# ``<sip:...>`` around a URI of the common shape (see uri.FAST_SIP_PATTERN):
+# the usual Route, Path, Contact, From and To.  The first '>' closes it.
+_FAST_ANGLE = re.compile(r"<(sips?):" + FAST_SIP_PATTERN + ">")
+
+
 def parse_address(text: str, *, allow_params: bool = True) -> Address:
     """Parse one name-addr or addr-spec followed by ``;params``."""
     text = text.strip()
     if not text:
         raise ParseError("empty address")
+    if text[0] == "<":
+        m = _FAST_ANGLE.match(text)
+        if m is not None:
+            fast = fast_sip_uri(*m.groups())
+            if fast is not None:
+                return Address(fast, None, _address_params(text[m.end() :], allow_params), True)
     display: str | None = None
     i = 0
     if text[0] == '"':
@@ -90,12 +101,20 @@ def parse_address(text: str, *, allow_params: bool = True) -> Address:
         uri = parse_uri(uri_text)
         rest = "" if semi < 0 else text[semi:]
         angle = False
-    params = Params()
-    if rest:
-        if rest[0] != ";" or not allow_params:
-            raise ParseError(f"unexpected text after address: {rest!r}")
-        params = Params.parse(rest[1:])
-    return Address(uri=uri, display_name=display, params=params, angle=angle)
+    return Address(uri, display, _address_params(rest, allow_params), angle)
+
+
+def _address_params(rest: str, allow_params: bool) -> Params:
+    """The header parameters in what follows the URI (or its '>')."""
+    if not rest:
+        return Params()
+    if rest[0] != ";":
+        rest = rest.lstrip()
+        if not rest:
+            return Params()
+    if rest[0] != ";" or not allow_params:
+        raise ParseError(f"unexpected text after address: {rest!r}")
+    return Params.parse(rest[1:])
 
 
 def parse_address_list(value: str) -> list[Address]:

@@ -12,6 +12,7 @@ serialises to exactly the bytes it was parsed from.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -68,7 +69,14 @@ class CSeq(NamedTuple):
         return f"{self.seq} {self.method}"
 
 
+# The usual CSeq: what the checks below take, and nothing else.
+_SIMPLE_CSEQ = re.compile(r"([0-9]{1,9}) ([A-Za-z]+)")
+
+
 def parse_cseq(value: str) -> CSeq:
+    m = _SIMPLE_CSEQ.fullmatch(value)
+    if m is not None:
+        return CSeq(int(m.group(1)), m.group(2))
     parts = value.split()
     if len(parts) != 2 or not parts[0].isdigit() or not g.is_token(parts[1]):
         raise ParseError(f"invalid CSeq {value!r}")

@@ -15,6 +15,12 @@ __all__ = ["Params"]
 _QUOTED_PARAM = re.compile(rf'([{TOKEN_CHARS}]+)(?:=(?:"([^"\\\r\n]*)"|([^;"\s]+)))?(?:;(?=.)|\Z)')
 
 
+# ``;``-separated parameters that the plain split below takes without an
+# error: token names, values of anything but ``;`` (no quotes, no whitespace:
+# checked before).
+_PLAIN_PARAMS = re.compile(rf"[{TOKEN_CHARS}]+(?:=[^;]+)?(?:;[{TOKEN_CHARS}]+(?:=[^;]+)?)*")
+
+
 class Params:
     """Parameters in wire order; names compare case-insensitively.
 
@@ -40,6 +46,8 @@ class Params:
                     return cls(quoted)
             return cls(list(iter_params(text, sep)))
         # Fast path: no quoting and no whitespace, so a plain split is exact.
+        if sep == ";" and _PLAIN_PARAMS.fullmatch(text) is not None:
+            return cls(_split_plain(text))
         items: list[tuple[str, str | None, bool]] = []
         for piece in text.split(sep):
             name, eq, value = piece.partition("=")
@@ -54,12 +62,7 @@ class Params:
     def from_matched(cls, text: str) -> Params:
         """Parameters a grammar regex has already matched (``;a=1;b``):
         no quoting, no whitespace, names and values known to be valid."""
-        items: list[tuple[str, str | None, bool]] = []
-        if text:
-            for piece in text[1:].split(";"):
-                name, eq, value = piece.partition("=")
-                items.append((name, value if eq else None, False))
-        return cls(items)
+        return cls(_split_plain(text[1:]) if text else [])
 
     def _find(self, name: str) -> int:
         items = self._items
@@ -132,6 +135,15 @@ class Params:
 
     def __repr__(self) -> str:
         return f"Params({self.render(lead=False)!r})"
+
+
+def _split_plain(text: str) -> list[tuple[str, str | None, bool]]:
+    """``a=1;b`` as items, when it is known to be valid (see from_matched)."""
+    items: list[tuple[str, str | None, bool]] = []
+    for piece in text.split(";"):
+        name, eq, value = piece.partition("=")
+        items.append((name, value if eq else None, False))
+    return items
 
 
 def _quoted_items(text: str) -> list[tuple[str, str | None, bool]] | None:

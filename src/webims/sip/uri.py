@@ -277,25 +277,40 @@ def _parse_tel(rest: str) -> TelURI:
     return TelURI(number=number, params=params)
 
 
-# The common shape of a SIP URI: a plain user part, host[:port], and simple
-# parameters; everything it does not match goes through the general parser.
-_FAST_SIP = re.compile(
+# The common shape of a SIP URI after its scheme: a plain user part,
+# host[:port], and simple parameters (four groups); everything it does not
+# match goes through the general parser.  None of its characters is one of
+# _NOT_IN_URI.  address.py puts it between <sip: and >.
+FAST_SIP_PATTERN = (
     r"(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?"
     r"([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])"
     r"(?::([0-9]{1,5}))?"
     r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
 )
+_FAST_SIP = re.compile(FAST_SIP_PATTERN)
+
+
+def fast_sip_uri(
+    scheme: str, user: str | None, host: str, port_text: str | None, params_text: str
+) -> SipURI | None:
+    """The URI of a :data:`FAST_SIP_PATTERN` match, or None when its port is
+    out of range (the general parser then gives the error)."""
+    port = None
+    if port_text:
+        port = int(port_text)
+        if port > 65535:
+            return None
+    params = Params.from_matched(params_text) if params_text else Params()
+    return SipURI(parse_host(host), user, None, port, params, None, scheme)
 
 
 def _parse_sip(scheme: str, rest: str) -> SipURI:
     m = _FAST_SIP.fullmatch(rest)
     if m is not None:
-        user, host, port_text, params_text = m.groups()
-        port = int(port_text) if port_text else None
-        if port is not None and port > 65535:
-            raise ParseError(f"invalid port in {rest!r}")
-        params = Params.from_matched(params_text)
-        return SipURI(host=parse_host(host), user=user, port=port, params=params, scheme=scheme)
+        uri = fast_sip_uri(scheme, *m.groups())
+        if uri is not None:
+            return uri
+        raise ParseError(f"invalid port in {rest!r}")
     return _parse_sip_general(scheme, rest)
 
 
@@ -359,6 +374,13 @@ _NOT_IN_URI = re.compile(r'[ \t\r\n<>"]')
 
 def parse_uri(text: str) -> URI:
     """Parse any absolute URI.  Raises :class:`ParseError` on bad syntax."""
+    if text[:4] == "sip:":
+        # The common case first: what _FAST_SIP matches passes the checks below.
+        m = _FAST_SIP.fullmatch(text, 4)
+        if m is not None:
+            uri = fast_sip_uri("sip", *m.groups())
+            if uri is not None:
+                return uri
     scheme, colon, rest = text.partition(":")
     if not colon or g.SCHEME.fullmatch(scheme) is None:
         raise ParseError(f"not an absolute URI: {text!r}")

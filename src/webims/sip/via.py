@@ -94,7 +94,7 @@ _NEED_VALUE = frozenset({"branch", "received", "maddr", "ttl"})
 
 
 def _checked(via: Via) -> Via:
-    for name, value in via.params.items():
+    for name, value, _ in via.params._items:
         lname = name.lower()
         if value is None:
             if lname in _NEED_VALUE:
