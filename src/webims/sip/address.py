@@ -62,11 +62,9 @@ def parse_address(text: str, *, allow_params: bool = True) -> Address:
     if not text:
         raise ParseError("empty address")
     if text[0] == "<":
-        m = _FAST_ANGLE.match(text)
-        if m is not None:
-            fast = fast_sip_uri(*m.groups())
-            if fast is not None:
-                return Address(fast, None, _address_params(text[m.end() :], allow_params), True)
+        fast = _fast_address(text, allow_params)
+        if fast is not None:
+            return fast
     display: str | None = None
     i = 0
     if text[0] == '"':
@@ -102,6 +100,23 @@ def parse_address(text: str, *, allow_params: bool = True) -> Address:
         rest = "" if semi < 0 else text[semi:]
         angle = False
     return Address(uri, display, _address_params(rest, allow_params), angle)
+
+
+def fast_address(value: str) -> Address | None:
+    """``parse_address(value)`` when ``value`` is ``<sip:...>`` of the common
+    shape (raising what parse_address raises); None for any other form."""
+    text = value.strip()
+    return _fast_address(text, True) if text[:1] == "<" else None
+
+
+def _fast_address(text: str, allow_params: bool) -> Address | None:
+    m = _FAST_ANGLE.match(text)
+    if m is None:
+        return None
+    uri = fast_sip_uri(*m.groups())
+    if uri is None:
+        return None  # port out of range: the general parser says so
+    return Address(uri, None, _address_params(text[m.end() :], allow_params), True)
 
 
 def _address_params(rest: str, allow_params: bool) -> Params:

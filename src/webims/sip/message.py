@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from . import grammar as g
-from .address import Address, address_tag, parse_address, parse_address_list
+from .address import Address, address_tag, fast_address, parse_address, parse_address_list
 from .auth import Challenge, Credentials, parse_challenge, parse_credentials
 from .errors import BodyTooLarge, MessageTooLarge, ParseError
 from .headers import _KEY_CACHE, Headers, header_key
@@ -203,7 +203,14 @@ class Message(ABC):
         entry = cache.get(slot)
         if entry is not None and entry[0] == stamp:
             return entry[1]  # type: ignore[no-any-return]
-        tag = address_tag(self._single(name, key))
+        value = self._single(name, key)
+        address = fast_address(value)
+        if address is not None:
+            # As cheap as address_tag for the usual form, and the Address is
+            # what the next reader of From or To wants.
+            cache[key] = (stamp, address)
+            return address.params.get("tag")
+        tag = address_tag(value)
         cache[slot] = (stamp, tag)
         return tag
 
@@ -382,23 +389,28 @@ class Message(ABC):
     def option_tags(self, name: str) -> list[str]:
         """Require / Proxy-Require / Supported / Unsupported as lower-case tags."""
         key = header_key(name)
+        return self._option_tags(key, "tags:" + key)
 
-        def build() -> list[str]:
-            return [t.lower() for t in _parse_tokens(self.headers.values(name))]
-
-        return self._cached(key, build, "tags:" + key)
+    def _option_tags(self, key: str, slot: str) -> list[str]:
+        entry = self._cache.get(slot)
+        if entry is not None and entry[0] == self.headers.changed.get(key, 0):
+            return entry[1]  # type: ignore[no-any-return]
+        tags: list[str] = []
+        for value in self.headers._lookup().get(key, ()):
+            tags.extend(g.split_list(value))
+        return self._store(slot, key, [t.lower() for t in _parse_tokens(tags)])
 
     @property
     def require(self) -> list[str]:
-        return self.option_tags("Require")
+        return self._option_tags("require", "tags:require")
 
     @property
     def proxy_require(self) -> list[str]:
-        return self.option_tags("Proxy-Require")
+        return self._option_tags("proxy-require", "tags:proxy-require")
 
     @property
     def supported(self) -> list[str]:
-        return self.option_tags("Supported")
+        return self._option_tags("supported", "tags:supported")
 
     def _credentials(self, name: str) -> list[Credentials]:
         return self._cached(
