@@ -17,7 +17,7 @@ from .errors import (
     UnsupportedURIScheme,
     VersionNotSupported,
 )
-from .headers import Headers
+from .headers import Field, Headers, header_key
 from .message import Request, Response
 from .status import reason_phrase
 from .uri import AbsoluteURI, SipURI
@@ -145,7 +145,8 @@ def new_tag() -> str:
     return secrets.token_hex(6)
 
 
-_COPIED = ("Via", "From", "To", "Call-ID", "CSeq")
+# (name, lookup key) of the fields a response copies from its request.
+_COPIED = (("Via", "via"), ("From", "from"), ("To", "to"), ("Call-ID", "call-id"), ("CSeq", "cseq"))
 
 
 def make_response(
@@ -164,15 +165,16 @@ def make_response(
     Record-Route is copied into responses to dialog-creating requests by the
     UAS layer, not here.
     """
-    fields: list[tuple[str, str]] = []
-    for name in _COPIED:
-        for value in req.headers.get_all(name):
-            if name == "To" and status > 100 and to_tag is not None and "tag" not in req.to.params:
+    fields: list[Field] = []
+    index = req.headers._lookup()
+    for name, key in _COPIED:
+        for value in index.get(key, ()):
+            if key == "to" and status > 100 and to_tag is not None and "tag" not in req.to.params:
                 value = f"{value};tag={to_tag}"
-            fields.append((name, value))
+            fields.append((key, name, value, None))
     if extra:
-        fields.extend(extra)
-    resp = Response(status, reason or reason_phrase(status), Headers.from_pairs(fields))
+        fields.extend([(header_key(n), n, v, None) for n, v in extra])
+    resp = Response(status, reason or reason_phrase(status), Headers(fields))
     resp.set_body(body, content_type)
     return resp
 

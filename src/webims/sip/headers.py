@@ -331,7 +331,9 @@ class Headers:
     # -- wire ------------------------------------------------------------
     def render(self) -> str:
         """The header lines joined by CRLF (no trailing CRLF)."""
-        return "\r\n".join(f[3] if f[3] is not None else f"{f[1]}: {f[2]}" for f in self._fields)
+        return "\r\n".join(
+            [f"{name}: {value}" if line is None else line for _, name, value, line in self._fields]
+        )
 
     def __repr__(self) -> str:
         return f"Headers({[(f[1], f[2]) for f in self._fields]!r})"

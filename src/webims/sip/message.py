@@ -574,6 +574,16 @@ def _too_large(what: str) -> MessageTooLarge:
     return MessageTooLarge(f"{what} exceeds the configured limit")
 
 
+# Methods known to be tokens (the others are checked).
+_METHODS = frozenset(
+    {"ACK", "BYE", "CANCEL", "INFO", "INVITE", "MESSAGE", "NOTIFY", "OPTIONS", "PRACK"}
+    | {"PUBLISH", "REFER", "REGISTER", "SUBSCRIBE", "UPDATE"}
+)
+
+# A header line continued on the next one (LWS folding).
+_FOLD = re.compile("\r\n[ \t]")
+
+
 def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Response:
     """Parse one SIP message from ``data`` (a datagram or a framed stream message).
 
@@ -608,7 +618,7 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
     fields: list[tuple[str, str, str, str | None]] = []
     append = fields.append
     cached_key = _KEY_CACHE.get
-    folded = "\r\n " in head or "\r\n\t" in head
+    folded = _FOLD.search(head) is not None
     content_length: str | None = None
     for line in lines[1:]:
         if folded and line[:1] in (" ", "\t"):
@@ -646,7 +656,7 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
 
     body = data[end + 4 :]
     if content_length is not None:
-        n = _parse_int(content_length, "Content-Length")
+        n = 0 if content_length == "0" else _parse_int(content_length, "Content-Length")
         if n > limits.max_body_size:
             raise BodyTooLarge(f"Content-Length {n} exceeds {limits.max_body_size}")
         if n > len(body):
@@ -663,7 +673,7 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
         if len(parts) < 2:
             raise ParseError(f"invalid status line {first!r}")
         version, code = parts[0], parts[1]
-        if g.SIP_VERSION.fullmatch(version) is None:
+        if version != "SIP/2.0" and g.SIP_VERSION.fullmatch(version) is None:
             raise ParseError(f"invalid SIP version {version!r}")
         if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] not in "123456":
             raise ParseError(f"invalid status code {code!r}")
@@ -673,9 +683,9 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
         if len(parts) != 3 or not all(parts):
             raise ParseError(f"invalid request line {first!r}")
         method, uri_text, version = parts
-        if g.METHOD.fullmatch(method) is None:
+        if method not in _METHODS and g.METHOD.fullmatch(method) is None:
             raise ParseError(f"invalid method {method!r}")
-        if g.SIP_VERSION.fullmatch(version) is None:
+        if version != "SIP/2.0" and g.SIP_VERSION.fullmatch(version) is None:
             raise ParseError(f"invalid SIP version {version!r}")
         if g.SCHEME.match(uri_text) is None or ":" not in uri_text:
             raise ParseError(f"invalid Request-URI {uri_text!r}")
