@@ -137,15 +137,18 @@ class Headers:
             self._index = index
         return index
 
-    def _reindex(self, key: str) -> None:
-        """Bring the index entry of ``key`` in step with the fields."""
+    def _replace_first(self, key: str, value: str | None) -> None:
+        """In the index: the first field of ``key`` now has ``value``, or is
+        gone (None)."""
         index = self._index
         if index is not None:
-            values = [f[2] for f in self._fields if f[0] == key]
+            values = index[key][1:]
+            if value is not None:
+                values.insert(0, value)
             if values:
                 index[key] = values
             else:
-                index.pop(key, None)
+                del index[key]
 
     @classmethod
     def from_pairs(cls, pairs: list[tuple[str, str]]) -> Headers:
@@ -295,13 +298,15 @@ class Headers:
             self._touch(key)
             if not parts:
                 del fields[i]
-                self._reindex(key)
+                self._replace_first(key, None)
                 continue
             if len(parts) == 1:
                 del fields[i]
+                self._replace_first(key, None)
             else:
-                fields[i] = (key, f[1], ", ".join(parts[1:]), None)
-            self._reindex(key)
+                rest = ", ".join(parts[1:])
+                fields[i] = (key, f[1], rest, None)
+                self._replace_first(key, rest)
             return parts[0]
         return None
 
@@ -312,8 +317,9 @@ class Headers:
             if f[0] == key:
                 parts = g.split_list(f[2])
                 parts[0] = value
-                self._fields[i] = (key, f[1], ", ".join(parts), None)
-                self._reindex(key)
+                joined = ", ".join(parts)
+                self._fields[i] = (key, f[1], joined, None)
+                self._replace_first(key, joined)
                 self._touch(key)
                 return
         raise KeyError(name)
