@@ -11,6 +11,9 @@ Its access tokens live ``TOKEN_TTL`` seconds, so that a browser sees its
 WIC refresh them within the test; the eP-CSCF may introspect with
 ``INTROSPECT_AUTH``.
 
+``pki`` is a dev CA of the module's own, for the WSS stand-ins of the
+eP-CSCF (tests of the Python WIC and of the bench's).
+
 ``verified_claims`` checks an access token as the eP-CSCF will: signature by
 a key of the WAF's JWKS (found through the RFC 8414 metadata), ``typ``
 ``at+jwt``, ES256, then every claim of a token for ``user1``.
@@ -37,6 +40,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from tests.ports import free_port
+from webims.devca import ensure_dev_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 WIC_DIR = ROOT / "src" / "webims" / "wic"
@@ -49,6 +53,14 @@ USER1 = {
     "impi": "user1_private@home1.net",
     "impu": ["sip:user1_public1@home1.net"],
 }
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A dev CA of its own: ``(CA certificate, server certificate, server key)``,
+    for the WSS stand-ins of the eP-CSCF."""
+    ca = ensure_dev_ca(tmp_path_factory.mktemp("pki"))
+    return ca.ca_cert, ca.server_cert, ca.server_key
 
 
 def need_tool(name: str) -> str:

@@ -125,12 +125,6 @@ class StandIn:
         return self.responses[-1]
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    ca = ensure_dev_ca(tmp_path_factory.mktemp("pki"))
-    return ca.ca_cert, ca.server_cert, ca.server_key
-
-
 @pytest.fixture
 async def stand_in(pki: tuple[Path, Path, Path]) -> AsyncIterator[StandIn]:
     peer = StandIn()

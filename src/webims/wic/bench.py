@@ -9,6 +9,12 @@ the background (not counted), and the client starts over on a new one.  One
 registration is made before the clock starts (the eP-CSCF fetches the WAF's
 JWKS when it sees its first token).
 
+The clients are :class:`~webims.wic.loadgen.LoadClient`, the WIC reduced to
+this one exchange: the bench runs on the machine it measures, and every
+millisecond of CPU it spends is one the server does not get.  Each
+connection is a full TLS handshake unless ``tls_resume`` (``--tls-resume``)
+is asked for; the result says which (``BenchResult.tls_resume``).
+
 Subscribers: each client registers its own subscriber, ``bench0001`` … of
 the home domain, provisioned as ``webims subscriber add`` does (HSS
 subscriber + WWSF web account).  One token per subscriber is fetched before
@@ -60,9 +66,10 @@ from ..waf.keys import KeyRing
 from ..waf.tokens import AccessTokenGenerator, Grantee, TokenProfile
 from ..wwsf.accounts import AccountStore
 from ..wwsf.db import DATABASE_FILE, open_database
-from .client import WicClient, WicError
+from .client import WicError
+from .loadgen import LoadClient, WsTarget
 from .login import WebLogin, web_login
-from .registration import RegisterOutcome, UaInstance
+from .registration import RegisterOutcome, read_outcome
 
 __all__ = [
     "BenchResult",
@@ -243,6 +250,9 @@ class BenchResult:
     #: CPU time of this (client) process per successful registration: when it
     #: nears 1000 / rate, the bench, not the server, is the limit.
     client_cpu_ms: float = 0.0
+    #: The clients offered TLS session resumption (``--tls-resume``): the
+    #: figures are then not those of full handshakes.
+    tls_resume: bool = False
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -264,27 +274,16 @@ def _failure(outcome: RegisterOutcome) -> str:
     return f"{outcome.status} {outcome.reason}{why}"
 
 
-async def _warm_up(
-    url: str, login: WebLogin, ssl_context: ssl.SSLContext | None, expires: int, timeout: float
-) -> None:
+async def _warm_up(client: LoadClient) -> None:
     """One registration before the clock starts: the eP-CSCF fetches the WAF's
     JWKS on the first token it sees, which is not the steady state measured."""
-    wic = WicClient(
-        url,
-        login.impus[0],
-        login.access_token,
-        ssl_context=ssl_context,
-        timer_f=timeout,
-        open_timeout=timeout,
-        ping_interval=None,
-    )
     try:
-        await wic.connect()
-        outcome = await wic.register(expires)
-        if not outcome.ok:
-            raise WicError(f"warm-up registration refused: {_failure(outcome)}")
+        response = await client.register()
     finally:
-        await wic.close()
+        await client.drain(client.timeout)
+    if not 200 <= response.status < 300:
+        outcome = read_outcome(response, client.ua, client.expires)
+        raise WicError(f"warm-up registration refused: {_failure(outcome)}")
 
 
 class Tick(NamedTuple):
@@ -311,52 +310,55 @@ async def run_register_bench(
     expires: int = 3600,
     progress: Progress | None = None,
     timeout: float = 10.0,
+    tls_resume: bool = False,
 ) -> BenchResult:
-    """``clients`` loops, each registering over a new connection until ``duration`` ends."""
+    """``clients`` loops, each registering over a new connection until
+    ``duration`` ends (:class:`~webims.wic.loadgen.LoadClient`).  With
+    ``tls_resume`` a client's new connection offers the TLS session of its
+    previous one (abbreviated handshakes, as a browser reconnecting); by
+    default each one is a full handshake."""
     if not logins:
         raise ValueError("no subscriber to register")
     latencies = LatencyWindow()
     errors: Counter[str] = Counter()
     counts = {"ok": 0, "failed": 0}
-    closing: set[asyncio.Task[None]] = set()
-    await _warm_up(url, logins[0], ssl_context, expires, timeout)
+    target = WsTarget.parse(url)
+
+    def client(n: int) -> LoadClient:
+        # One UA instance per client, kept across its connections.
+        login = logins[n % len(logins)]
+        return LoadClient(
+            target,
+            login.impus[0],
+            login.access_token,
+            ssl_context=ssl_context,
+            expires=expires,
+            timeout=timeout,
+            tls_resume=tls_resume,
+        )
+
+    wics = [client(n) for n in range(clients)]
+    # The first client's warm-up binding is replaced by its next registration.
+    await _warm_up(wics[0])
     start = time.perf_counter()
     cpu_start = time.process_time()
     deadline = start + duration
 
-    async def one_client(n: int) -> None:
-        login = logins[n % len(logins)]
-        ua = UaInstance(login.impus[0])  # one instance per client, kept across connections
+    async def one_client(wic: LoadClient) -> None:
         while time.perf_counter() < deadline:
-            wic = WicClient(
-                url,
-                login.impus[0],
-                login.access_token,
-                ssl_context=ssl_context,
-                ua=ua,
-                timer_f=timeout,
-                open_timeout=timeout,
-                ping_interval=None,
-            )
             t0 = time.perf_counter()
             try:
-                await wic.connect()
-                outcome = await wic.register(expires)
+                response = await wic.register()
             except WicError as err:
                 counts["failed"] += 1
                 errors[type(err).__name__] += 1
-                await wic.close()
                 continue
-            ms = (time.perf_counter() - t0) * 1000
-            if outcome.ok:
+            if 200 <= response.status < 300:
                 counts["ok"] += 1
-                latencies.add(ms)
+                latencies.add((time.perf_counter() - t0) * 1000)
             else:
                 counts["failed"] += 1
-                errors[_failure(outcome)] += 1
-            task = asyncio.create_task(wic.close())
-            closing.add(task)
-            task.add_done_callback(closing.discard)
+                errors[_failure(read_outcome(response, wic.ua, expires))] += 1
 
     async def report() -> None:
         last_ok, last_t = 0, start
@@ -380,15 +382,14 @@ async def run_register_bench(
 
     reporter = asyncio.create_task(report())
     try:
-        await asyncio.gather(*(one_client(n) for n in range(clients)))
+        await asyncio.gather(*(one_client(wic) for wic in wics))
     finally:
         reporter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reporter
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - cpu_start
-    if closing:
-        await asyncio.wait(set(closing), timeout=5)
+    await asyncio.gather(*(wic.drain(5.0) for wic in wics))
     done = sorted(latencies.all)
     return BenchResult(
         rate=round(counts["ok"] / elapsed, 1),
@@ -402,6 +403,7 @@ async def run_register_bench(
         duration_s=round(elapsed, 2),
         errors=dict(errors),
         client_cpu_ms=round(cpu * 1000 / counts["ok"], 3) if counts["ok"] else 0.0,
+        tls_resume=tls_resume,
     )
 
 
@@ -412,7 +414,8 @@ def summary_lines(result: BenchResult) -> list[str]:
         f"  ({result.clients} clients, {result.duration_s:.1f} s)",
         f"latency ms       p50 {result.p50_ms:.2f}  p99 {result.p99_ms:.2f}"
         f"  mean {result.mean_ms:.2f}  max {result.max_ms:.2f}",
-        f"bench client     {result.client_cpu_ms:.2f} ms of CPU per registration",
+        f"bench client     {result.client_cpu_ms:.2f} ms of CPU per registration"
+        + ("  (TLS sessions resumed)" if result.tls_resume else ""),
     ]
     if result.errors:
         lines.append(

@@ -260,6 +260,14 @@ def bench_register(
             help="Sign the tokens with the WAF's key in the data dir instead of logging in.",
         ),
     ] = False,
+    tls_resume: Annotated[
+        bool,
+        typer.Option(
+            "--tls-resume",
+            help="Offer the TLS session of a client's previous connection, as browsers"
+            " do (off: every connection is a full handshake).",
+        ),
+    ] = False,
     url: UrlOpt = None,
     ca: CaOpt = None,
     config: ConfigOpt = None,
@@ -296,6 +304,7 @@ def bench_register(
             expires=expires,
             ssl_context=client_ssl_context(trust) if ws_url.startswith("wss:") else None,
             progress=progress,
+            tls_resume=tls_resume,
         )
         for line in summary_lines(result):
             typer.echo(line)
