@@ -104,6 +104,10 @@ class PcscfSettings(ElementSettings):
     #: Deregister a WIC whose WebSocket closes, on its behalf (SPEC §9.6 item 22, a
     #: project option): the registration ends at once rather than at its expiry.
     deregister_on_close: bool = False
+    #: Let WICs register with IMS credentials instead of a token (TS 24.371 scenario 1,
+    #: TS 33.203 X.2: SIP Digest over WSS, challenged by the S-CSCF).  Off: the
+    #: web-authentication mode, where every REGISTER needs a Bearer token.
+    ims_auth: bool = False
 
 
 class IcscfSettings(ElementSettings):

@@ -86,11 +86,12 @@ class CoreSystem:
 
 
 @contextlib.contextmanager
-def core_system(data: Path, attempts: int = 3) -> Iterator[CoreSystem]:
+def core_system(data: Path, attempts: int = 3, *, pcscf: str = "") -> Iterator[CoreSystem]:
     """``webims up`` on free ports in ``data`` until the block ends (started again on
-    other ports when one was taken meanwhile by another process of the machine)."""
+    other ports when one was taken meanwhile by another process of the machine);
+    ``pcscf``: lines of its ``[pcscf]`` section."""
     for attempt in range(1, attempts + 1):
-        made = up_config(data, extra='[sip]\nhost = "127.0.0.1"\n')
+        made = up_config(data, extra='[sip]\nhost = "127.0.0.1"\n', pcscf=pcscf)
         ports = made.ports
         stack = contextlib.ExitStack()
         try:

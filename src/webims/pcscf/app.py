@@ -65,6 +65,8 @@ class PcscfConfig:
     subscribe_reg_event: bool = True
     #: SPEC §9.6 item 22 (project option): deregister a WIC whose WebSocket closed.
     deregister_on_close: bool = False
+    #: WICs may register with SIP Digest instead of a token (``gm.handle_register``).
+    ims_auth: bool = False
     #: Expires of the reg event SUBSCRIBE (TS 24.229 5.2.3: 600 000 seconds).
     reg_event_expires: int = 600000
 

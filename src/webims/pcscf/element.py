@@ -73,6 +73,7 @@ def pcscf_config(cscf: Cscf) -> PcscfConfig:
         send_authorization_entity=settings.pcscf.send_authorization_entity,
         subscribe_reg_event=settings.pcscf.subscribe_reg_event,
         deregister_on_close=settings.pcscf.deregister_on_close,
+        ims_auth=settings.pcscf.ims_auth,
     )
 
 

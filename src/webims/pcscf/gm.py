@@ -183,9 +183,10 @@ def record_route_towards_ue(flow: Flow, token: str) -> list[tuple[str, str]]:
 # -- the REGISTER --------------------------------------------------------------------------
 
 
-def forwarded_credentials(req: Request) -> list[DigestCredentials]:
+def forwarded_credentials(req: Request, integrity: str | None = None) -> list[DigestCredentials]:
     """The UE's Digest credentials as the S-CSCF gets them: without the parameters
-    only a P-CSCF sets (copies; the request's parsed values are left alone)."""
+    only a P-CSCF sets, and with ``integrity-protected`` set to ``integrity`` when
+    given (copies; the request's parsed values are left alone)."""
     out: list[DigestCredentials] = []
     for creds in req.authorization:
         if not isinstance(creds, DigestCredentials):
@@ -193,6 +194,8 @@ def forwarded_credentials(req: Request) -> list[DigestCredentials]:
         params = AuthParams(list(creds.params.items))
         for name in _NODE_ONLY_PARAMS:
             params.remove(name)
+        if integrity is not None:
+            params.set("integrity-protected", integrity)
         out.append(DigestCredentials(params=params))
     return out
 
@@ -213,8 +216,11 @@ def _impi(credentials: list[DigestCredentials], realm: str) -> str | None:
     return named[0].username if named else None
 
 
-def handle_register(app: EpCscf, ctx: ProxyContext, now: float) -> None:
-    """TS 24.229 5.2.2.1 for a UE using SIP Digest without TLS (module notes)."""
+def handle_register(
+    app: EpCscf, ctx: ProxyContext, now: float, *, integrity: str | None = None
+) -> None:
+    """TS 24.229 5.2.2.1 for a UE using SIP Digest (module notes): without TLS, or,
+    for a WIC on WSS with IMS credentials, over TLS with ``integrity`` (tls-pending)."""
     req = ctx.request
     config = app.config
     flow = ctx.source
@@ -222,7 +228,7 @@ def handle_register(app: EpCscf, ctx: ProxyContext, now: float) -> None:
     try:
         deregistration = register.is_deregistration(req)
         contacts = req.contacts
-        credentials = forwarded_credentials(req)
+        credentials = forwarded_credentials(req, integrity)
         require = [t for t in req.require if t != "path"]
         supported = req.supported
         req.to.uri  # noqa: B018 - a To that does not parse is answered 400 here

@@ -6,6 +6,11 @@ TS 33.203 X.3; TS 24.229 5.2.2).
    be read, or two tokens: 400 (RFC 6750 ``invalid_request``).  Any other credentials
    the WIC sends (a Digest with ``integrity-protected="auth-done"`` included) are no
    token: they get the 401 like no credentials at all, and never reach the core.
+   Unless ``[pcscf] ims_auth`` lets WICs use IMS credentials (TS 24.371 scenario 1,
+   TS 33.203 X.2): then the 401 also offers a Digest challenge, and a REGISTER with
+   Digest credentials and no token goes the way of a SIP phone's (``gm.py``), over
+   TLS marked ``integrity-protected="tls-pending"`` (TS 24.229 5.2.2.1), for the
+   S-CSCF to challenge; a WIC's own ``auth-done`` never goes through.
 2. The token is validated (``TokenValidator``, the one await of the procedure):
    401 ``invalid_token``, 403 ``insufficient_scope``, 503 when the WAF cannot be asked.
    Project choice (SPEC §1.4 F): a deregistration may go with an *expired* token when
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from ..sip import grammar as g
 from ..sip.address import Address
+from ..sip.auth import DigestCredentials
 from ..sip.checks import new_tag
 from ..sip.errors import ParseError
 from ..sip.headers import header_key
@@ -38,7 +44,7 @@ from ..sip.message import Request, Response
 from ..sip.proxy import ProxyContext
 from ..sip.uac import new_call_id, new_request
 from ..transport.flow import Flow
-from . import regevent
+from . import gm, regevent
 from .bindings import Registration, impu_key, shared, shared_routes
 from .token import ExpiredToken, TokenError, bearer_from_authorization, www_authenticate
 
@@ -137,8 +143,15 @@ def handle_register(app: EpCscf, ctx: ProxyContext, now: float) -> None:
         log.debug("eP-CSCF: unreadable REGISTER: %s", err)
         return
     if token is None:
-        challenge = www_authenticate(config.domain, config.authz_server)
-        ctx.respond(401, headers=[("WWW-Authenticate", challenge)], now=now)
+        if config.ims_auth and any(isinstance(c, DigestCredentials) for c in req.authorization):
+            flow = ctx.source
+            tls = isinstance(flow, Flow) and flow.transport == "wss"
+            gm.handle_register(app, ctx, now, integrity="tls-pending" if tls else None)
+            return
+        challenges = [("WWW-Authenticate", www_authenticate(config.domain, config.authz_server))]
+        if config.ims_auth:
+            challenges.append(("WWW-Authenticate", gm.identity_challenge(config.domain)))
+        ctx.respond(401, headers=challenges, now=now)
         return
     app.cscf.spawn(
         _validate_and_forward(
