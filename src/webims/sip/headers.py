@@ -248,8 +248,11 @@ class Headers:
         if index is not None:
             index[key] = [value]
         positions = [i for i, existing in enumerate(fields) if existing[0] == key]
-        if len(positions) == 1:
-            fields[positions[0]] = f
+        if len(positions) < 2:
+            if positions:
+                fields[positions[0]] = f
+            else:
+                fields.append(f)
             self._touch(key)
             return
         out: list[Field] = []

@@ -341,6 +341,7 @@ def _loop_hash(req: Request, route: str) -> str:
     the hash (the branch also names the proxy instance), so Python's own hash
     of the routing fields will do.
     """
+    index = req.headers._lookup()
     key = (
         route,
         req.uri_text,
@@ -348,8 +349,8 @@ def _loop_hash(req: Request, route: str) -> str:
         req.from_tag,
         req.to_tag,
         req.cseq.seq,
-        tuple(req.headers.get_all("Proxy-Require")),
-        tuple(req.headers.get_all("Proxy-Authorization")),
+        tuple(index.get("proxy-require", ())),
+        tuple(index.get("proxy-authorization", ())),
     )
     return format(hash(key) & 0xFFFFFFFFFFFF, "x")
 
