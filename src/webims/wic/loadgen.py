@@ -130,8 +130,9 @@ class RegisterTemplate:
         return self._head + branch.encode() + self._middle + str(cseq).encode() + self._tail
 
 
-def _client_frame(opcode: int, payload: bytes) -> bytes:
-    """One final client frame, masked with a fresh key (RFC 6455 §5.2–5.3)."""
+def _client_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
+    """One final client frame, masked (RFC 6455 §5.2–5.3) with ``mask``, four
+    bytes from a strong source of entropy, else with fresh ones."""
     n = len(payload)
     if n < 126:
         head = bytes((0x80 | opcode, 0x80 | n))
@@ -139,7 +140,8 @@ def _client_frame(opcode: int, payload: bytes) -> bytes:
         head = struct.pack("!BBH", 0x80 | opcode, 0xFE, n)
     else:
         head = struct.pack("!BBQ", 0x80 | opcode, 0xFF, n)
-    mask = os.urandom(4)
+    if mask is None:
+        mask = os.urandom(4)
     return head + mask + apply_mask(payload, mask)
 
 
@@ -198,10 +200,11 @@ class LoadClient:
         if waiting:
             await asyncio.wait(waiting, timeout=timeout)
 
-    def next_register(self) -> tuple[str, int, bytes]:
-        """The branch, CSeq number and bytes of the WIC's next REGISTER."""
+    def next_register(self, random: bytes) -> tuple[str, int, bytes]:
+        """The branch (from 8 ``random`` bytes), CSeq number and bytes of the
+        WIC's next REGISTER."""
         self.ua.cseq += 1
-        branch = "z9hG4bK" + os.urandom(8).hex()
+        branch = "z9hG4bK" + random.hex()
         return branch, self.ua.cseq, self._template.render(branch, self.ua.cseq)
 
 
@@ -221,6 +224,9 @@ class _Registration(asyncio.Protocol):
         self.tls: ssl.SSLObject | None = None
         self.tls_in: ssl.MemoryBIO | None = None
         self.tls_out: ssl.MemoryBIO | None = None
+        #: One read of the system's random source for the connection: its
+        #: Sec-WebSocket-Key, branch, and the masks of the REGISTER and the Close.
+        self.random = os.urandom(32)
         self.key = b""
         self.rx = b""
         self.fragments: list[bytes] = []
@@ -335,7 +341,7 @@ class _Registration(asyncio.Protocol):
     def _upgrade(self) -> None:
         """Send the opening handshake (RFC 6455 §4.1)."""
         self.state = _UPGRADE
-        self.key = base64.b64encode(os.urandom(16))
+        self.key = base64.b64encode(self.random[:16])
         self._send(self.client.target.request_head + self.key + b"\r\n\r\n")
 
     def _received(self, data: bytes) -> None:
@@ -385,8 +391,8 @@ class _Registration(asyncio.Protocol):
             self._refuse("the server did not accept subprotocol sip")
         else:
             self.state = _WAITING
-            self.branch, self.cseq, register = self.client.next_register()
-            self._send(_client_frame(_OP_TEXT, register))
+            self.branch, self.cseq, register = self.client.next_register(self.random[16:24])
+            self._send(_client_frame(_OP_TEXT, register, self.random[24:28]))
             return self.state == _WAITING
         return False
 
@@ -487,7 +493,7 @@ class _Registration(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
         self.timer = self.loop.call_later(self.client.close_timeout, self._shutdown)
-        self._send(_client_frame(_OP_CLOSE, _CLOSE_NORMAL))
+        self._send(_client_frame(_OP_CLOSE, _CLOSE_NORMAL, self.random[28:32]))
 
     def _shutdown(self) -> None:
         """TLS close_notify and TCP close."""
