@@ -253,6 +253,8 @@ class BenchResult:
     #: The clients offered TLS session resumption (``--tls-resume``): the
     #: figures are then not those of full handshakes.
     tls_resume: bool = False
+    #: Connections whose TLS handshake resumed a session (0 without ``tls_resume``).
+    tls_resumed: int = 0
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -404,6 +406,7 @@ async def run_register_bench(
         errors=dict(errors),
         client_cpu_ms=round(cpu * 1000 / counts["ok"], 3) if counts["ok"] else 0.0,
         tls_resume=tls_resume,
+        tls_resumed=sum(wic.resumed for wic in wics),
     )
 
 
@@ -415,7 +418,11 @@ def summary_lines(result: BenchResult) -> list[str]:
         f"latency ms       p50 {result.p50_ms:.2f}  p99 {result.p99_ms:.2f}"
         f"  mean {result.mean_ms:.2f}  max {result.max_ms:.2f}",
         f"bench client     {result.client_cpu_ms:.2f} ms of CPU per registration"
-        + ("  (TLS sessions resumed)" if result.tls_resume else ""),
+        + (
+            f"  ({result.tls_resumed} TLS sessions resumed)"
+            if result.tls_resume
+            else "  (full TLS handshakes)"
+        ),
     ]
     if result.errors:
         lines.append(
