@@ -65,6 +65,8 @@ class Registrar:
     #: Close code the WIC sent on each connection, once closed.
     close_codes: list[int | None] = field(default_factory=list)
     pongs: int = 0
+    #: Plain ``ws://`` instead of TLS.
+    plain: bool = False
     server: Server | None = None
     port: int = 0
 
@@ -80,13 +82,18 @@ class Registrar:
             return None
 
         self.server = await serve(
-            self._serve, "127.0.0.1", 0, ssl=ctx, select_subprotocol=select, ping_interval=None
+            self._serve,
+            "127.0.0.1",
+            0,
+            ssl=None if self.plain else ctx,
+            select_subprotocol=select,
+            ping_interval=None,
         )
         self.port = next(iter(self.server.sockets)).getsockname()[1]
 
     @property
     def url(self) -> str:
-        return f"wss://127.0.0.1:{self.port}/"
+        return f"{'ws' if self.plain else 'wss'}://127.0.0.1:{self.port}/"
 
     async def _serve(self, ws: ServerConnection) -> None:
         async for frame in ws:
@@ -165,6 +172,16 @@ def test_the_template_is_the_register_of_build_register() -> None:
     assert template.render(branch, 7) == wire
 
 
+def test_the_target_and_its_opening_handshake() -> None:
+    target = WsTarget.parse("wss://[::1]/ws?x=1")
+    assert (target.host, target.port, target.secure) == ("::1", 443, True)
+    assert target.request_head.startswith(b"GET /ws?x=1 HTTP/1.1\r\nHost: [::1]\r\n")
+    assert b"\r\nSec-WebSocket-Protocol: sip\r\n" in target.request_head
+    assert b"\r\nHost: 127.0.0.1:8080\r\n" in WsTarget.parse("ws://127.0.0.1:8080").request_head
+    with pytest.raises(ValueError, match="not a ws"):
+        WsTarget.parse("https://127.0.0.1/")
+
+
 async def test_registers_over_a_new_connection_each_time_and_closes_with_1000(
     running: Registrar, pki: tuple[Path, Path, Path]
 ) -> None:
@@ -192,6 +209,17 @@ async def test_registers_over_a_new_connection_each_time_and_closes_with_1000(
     assert client.open == set()
     await until(lambda: len(running.close_codes) == 2)
     assert running.close_codes == [1000, 1000]
+
+
+async def test_plain_ws_works_the_same_without_tls(pki: tuple[Path, Path, Path]) -> None:
+    async with serving(Registrar(plain=True), pki) as peer:
+        client = LoadClient(WsTarget.parse(peer.url), IMPU, TOKEN, ssl_context=None)
+        assert (await client.register()).status == 200
+        assert (await client.register()).status == 200
+        await client.drain(5)
+        await until(lambda: len(peer.close_codes) == 2)
+    assert peer.offered == ["sip", "sip"] and peer.close_codes == [1000, 1000]
+    assert [r.cseq.seq for r in peer.registers] == [1, 2]
 
 
 async def test_a_provisional_response_is_skipped(pki: tuple[Path, Path, Path]) -> None:
