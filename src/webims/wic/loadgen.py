@@ -252,6 +252,8 @@ class _Registration(asyncio.Protocol):
         self._handshake()
 
     def data_received(self, data: bytes) -> None:
+        if self.state == _CLOSED:
+            return  # the server's close_notify or FIN, after ours
         tls = self.tls
         if tls is None:
             self._received(data)
