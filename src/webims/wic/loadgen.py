@@ -33,6 +33,17 @@ connection to the next, so each REGISTER replaces its previous binding
 (RFC 5626 §6).  With ``tls_resume`` a client offers the session ticket of
 its previous connection, as a browser does; without it (the default) every
 connection is a full handshake.
+
+Cost, measured with ``bench/bench_register.py --separate`` on the 2-core
+development machine (shared, so ±10%): about 1.05–1.15 ms of the bench
+process's CPU per registration, where ``WicClient`` took 1.6–1.75 ms.  Two
+thirds of it is OpenSSL 3.0's client handshake (a blocking loop of bare
+TCP + TLS handshakes costs 0.65–0.75 ms each here, most of it parsing and
+checking the server's certificate); the kernel's TCP work on the loopback
+is about an eighth, and this module's Python, the event loop and the SIP
+parser the rest.  Resuming sessions does not make it cheaper: the ``ssl``
+module copies a session by re-encoding it, peer certificate included, both
+when it is read and when it is offered (about 0.18 ms each).
 """
 
 from __future__ import annotations
