@@ -148,6 +148,22 @@ def test_bench_register_json_line(system: System) -> None:
     assert figures["ok"] > 0 and figures["failed"] == 0, figures
     assert figures["rate"] > 0 and 0 < figures["p50_ms"] <= figures["p99_ms"]
     assert " ok " in out.stderr  # progress while running
+    # Every connection a full TLS handshake unless told otherwise.
+    assert figures["tls_resume"] is False and figures["tls_resumed"] == 0
+    assert "(full TLS handshakes)" in out.stdout
+
+
+def test_bench_register_resumes_tls_sessions_when_asked(system: System) -> None:
+    out = webims(
+        system, "bench", "register", "--json", "--clients", "2", "--duration", "1", "--tls-resume"
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["ok"] > 0 and figures["failed"] == 0, figures
+    assert figures["tls_resume"] is True
+    # Each client's first connection is a full handshake, the next ones resume.
+    assert 0 < figures["tls_resumed"] <= figures["ok"]
+    assert "TLS sessions resumed" in out.stdout
 
 
 def test_bench_register_with_minted_tokens(system: System) -> None:
