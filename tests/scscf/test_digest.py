@@ -78,7 +78,8 @@ async def test_digest_reregistration_reuses_nonce_without_mar(deployment: Deploy
     assert (await dep.untrusted.response()).status == 200
     assert len(dep.spy.mars) == 1
     assert dep.spy.kinds()[-1] == ServerAssignmentType.RE_REGISTRATION
-    # The same nc again is a replay.
+    # The same nc again is a replay (or a UA sending its last credentials
+    # again): a new nonce, stale=true, never a 200; no new MAR is needed.
     register(
         dep.untrusted,
         dep.route,
@@ -89,7 +90,25 @@ async def test_digest_reregistration_reuses_nonce_without_mar(deployment: Deploy
         cseq=4,
         authorization=auth2,
     )
-    assert (await dep.untrusted.response()).status == 403
+    again = await dep.untrusted.response()
+    assert again.status == 401
+    [fresh] = again.www_authenticate
+    assert fresh.get("stale") == "true"
+    assert fresh.get("nonce") not in (None, challenge.get("nonce"))
+    kinds = dep.spy.kinds()
+    register(
+        dep.untrusted,
+        dep.route,
+        USER1_IMPU,
+        USER1_IMPI,
+        path=False,
+        call_id=call_id,
+        cseq=5,
+        authorization=digest_response(fresh, USER1_IMPI, "user1-secret", nc=1),
+    )
+    assert (await dep.untrusted.response()).status == 200
+    assert len(dep.spy.mars) == 1
+    assert dep.spy.kinds() == [*kinds, ServerAssignmentType.RE_REGISTRATION]
 
 
 async def test_digest_wrong_password_403_and_authentication_failure(

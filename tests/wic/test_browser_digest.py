@@ -20,12 +20,10 @@ timer would) and unregisters; after that the IMPU is no longer registered.
 With a wrong password the registration fails after the S-CSCF's challenge
 and nothing is registered in the core.
 
-SIP.js's refresh (and so its unregistration) is refused today: it sends the
-Authorization of the REGISTER the S-CSCF accepted again, unchanged (same
-nonce, nc and cnonce, which RFC 2617 §3.2.2 makes a replay), and the S-CSCF
-answers 403 where a new challenge (401, a fresh nonce, ``stale=true``) would
-let SIP.js answer it.  That case, recognised on the wire, is an expected
-failure; any other outcome of the refresh is checked as for JsSIP.
+SIP.js sends the Authorization of the REGISTER the S-CSCF accepted again,
+unchanged, on its refresh and its unregistration (same nonce, nc and cnonce:
+a replay by RFC 2617 §3.2.2); the S-CSCF answers that with a new nonce and
+``stale=true``, which SIP.js then answers.
 
 A missing Node or Chromium is a failure, not a skip.
 """
@@ -239,10 +237,6 @@ def test_a_library_registers_user1_with_its_ims_credentials(
 
     # The refresh of the registration.
     refresh = report["refresh"]
-    if library == "sipjs" and refresh["status"] == 403:
-        replayed = replayed_credentials(pairs)
-        if replayed:
-            pytest.xfail(replayed)
     assert refresh["status"] == 200 and refresh["registered"] is True, refresh
 
     # The unregistration: the binding is gone, the IMPU no longer registered.
@@ -257,26 +251,6 @@ def test_a_library_registers_user1_with_its_ims_credentials(
     )
     wait_unregistered_at_the_hss(digest_system)
     assert options_through_the_core(digest_system, IMPU).status >= 400
-
-
-def replayed_credentials(pairs: list[tuple[Request, Response | None]]) -> str:
-    """What is wrong when SIP.js's refresh was refused: it sends the
-    Authorization of the REGISTER the S-CSCF accepted again, unchanged (same
-    nonce, nc and cnonce: a replay by RFC 2617 §3.2.2), and the S-CSCF answers
-    403 rather than challenging again; empty if that is not what happened."""
-    accepted = digest_of(pairs[2][0])
-    refresh, refused = pairs[3]
-    again = digest_of(refresh)
-    if accepted is None or again is None or refused is None or refused.status != 403:
-        return ""
-    same = ("nonce", "nc", "cnonce")
-    if any(again.params.get(k) != accepted.params.get(k) for k in same):
-        return ""
-    return (
-        f"SIP.js resends the accepted REGISTER's Digest credentials unchanged "
-        f"(nonce={again.nonce}, nc={again.nc}, cnonce={again.cnonce}) in its refresh; "
-        f"the S-CSCF answers {refused.status} {refused.reason} instead of a new challenge"
-    )
 
 
 @pytest.mark.timeout(120)

@@ -6,7 +6,9 @@ and H(A1) (TS 29.229 6.3.36), and the S-CSCF checks the response with it.
 The nonces it hands out are random and remembered (with the H(A1) once the
 HSS gave it) for :attr:`DigestNonces.lifetime` seconds, so that a UA can
 re-register with the same nonce and a higher ``nc`` without a new MAR; a
-repeated or lower ``nc`` is a replay and fails.
+repeated or lower ``nc`` is a replay and fails: :func:`verify` tells it from a
+wrong response, as a UA that sends its last Authorization again on a refresh
+(SIP.js 0.21 does) is answered with a new nonce and ``stale=true``, not 403.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import hmac
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
+from enum import Enum
 
 from ..sip.auth import DigestCredentials
 
-__all__ = ["DigestNonces", "NonceState", "challenge", "expected_response"]
+__all__ = ["DigestNonces", "NonceState", "Verdict", "challenge", "expected_response", "verify"]
 
 
 @dataclass(slots=True)
@@ -97,18 +100,33 @@ def expected_response(creds: DigestCredentials, ha1: str, method: str) -> str | 
     return _md5(f"{ha1}:{nonce}:{creds.nc}:{creds.cnonce}:auth:{ha2}")
 
 
-def verify(creds: DigestCredentials, state: NonceState, ha1: str, method: str) -> bool:
-    """Whether ``creds`` answer the nonce with ``ha1``; moves the nonce's ``nc`` on."""
+class Verdict(Enum):
+    """What :func:`verify` found."""
+
+    #: The response answers the nonce with the secret, with a new ``nc``.
+    VALID = "valid"
+    #: It does not (or cannot be checked): authentication failed.
+    WRONG = "wrong"
+    #: A right response whose ``nc`` was already used with this nonce (RFC 7616
+    #: §3.4.5): a replay, or a UA sending its last credentials again.  The
+    #: answer is a new nonce (RFC 2617 §3.2.1 ``stale``), which a replayer
+    #: without the secret cannot answer.
+    REPLAYED = "replayed"
+
+
+def verify(creds: DigestCredentials, state: NonceState, ha1: str, method: str) -> Verdict:
+    """Whether ``creds`` answer the nonce with ``ha1``; a valid answer moves the
+    nonce's ``nc`` on."""
     expected = expected_response(creds, ha1, method)
     given = creds.response or ""
     if expected is None or not hmac.compare_digest(expected, given.lower()):
-        return False
+        return Verdict.WRONG
     if creds.qop is not None:
         try:
             nc = int(creds.nc or "", 16)
         except ValueError:
-            return False
+            return Verdict.WRONG
         if nc <= state.last_nc:
-            return False  # a replayed response (RFC 7616 §3.4.5)
+            return Verdict.REPLAYED
         state.last_nc = nc
-    return True
+    return Verdict.VALID

@@ -56,7 +56,7 @@ from ..sip.checks import check_register
 from ..sip.errors import SipError
 from ..sip.message import Request
 from ..sip.proxy import ProxyContext
-from .digest import DigestNonces, challenge, verify
+from .digest import DigestNonces, Verdict, challenge, verify
 from .lifecycle import Lifecycle
 from .registrar import Contact, Registration, impu_key
 
@@ -490,7 +490,16 @@ class RegisterProcedure:
                 return False
             state.impi, state.ha1, state.realm = username, maa.items[0].ha1, maa.items[0].realm
         assert state.ha1 is not None
-        if creds.realm != state.realm or not verify(creds, state, state.ha1, "REGISTER"):
+        verdict = Verdict.WRONG
+        if creds.realm == state.realm:
+            verdict = verify(creds, state, state.ha1, "REGISTER")
+        if verdict is Verdict.REPLAYED:
+            log.info("Digest response for %s replayed: challenged again", username)
+            nonce = self.nonces.issue(state.realm, info.impu_key, now, impi=username, ha1=state.ha1)
+            again = challenge(state.realm, nonce, stale=True)
+            self._respond(info, 401, headers=[("WWW-Authenticate", again)])
+            return False
+        if verdict is not Verdict.VALID:
             log.info("Digest response for %s does not verify", username)
             if existing is None:
                 await self.lifecycle.deregistration_sar(
