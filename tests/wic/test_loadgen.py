@@ -378,3 +378,23 @@ def test_registers_on_uvloop_as_the_bench_runs(pki: tuple[Path, Path, Path]) -> 
         return len(peer.registers), client.resumed, peer.close_codes
 
     assert uvloop.run(main()) == (3, 2, [1000, 1000, 1000])
+
+
+async def test_a_later_run_registers_the_same_instances(pki: tuple[Path, Path, Path]) -> None:
+    """Each client's +sip.instance is the same from run to run, so that a later run
+    replaces the bindings of an earlier one at the registrar instead of adding
+    flows (the S-CSCF answers 403 beyond its flows per UE)."""
+
+    def instances(registrar: Registrar) -> set[str]:
+        found = set()
+        for register in registrar.registers:
+            [contact] = register.contacts
+            found.add(contact.params.get("+sip.instance") or "")
+        return found
+
+    async with serving(Registrar(), pki) as first:
+        await bench(first, pki)
+    async with serving(Registrar(), pki) as second:
+        await bench(second, pki)
+    assert len(instances(first)) == 2  # two clients, one instance each
+    assert instances(second) == instances(first)

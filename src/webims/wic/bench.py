@@ -22,7 +22,9 @@ the clock starts, through the WWSF's real login (that costs an argon2 hash
 per login, which is not what is being measured).  Every registration of a
 client reuses its token and its ``+sip.instance``/``reg-id``, so it replaces
 the binding of the previous connection (RFC 5626 §6: a WIC reconnecting),
-and the registrar holds one binding per client, whatever the duration.
+and the registrar holds one binding per client, whatever the duration; the
+instance is derived from the IMPU and the client's number, so a later run
+replaces the bindings of an earlier one too.
 Sharing one subscriber among all clients was not chosen: parallel
 REGISTERs of one IMPU with one token would contend for the same
 registration at the S-CSCF and the HSS, which is not the load a population
@@ -48,6 +50,7 @@ import os
 import secrets
 import ssl
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -69,7 +72,7 @@ from ..wwsf.db import DATABASE_FILE, open_database
 from .client import WicError
 from .loadgen import LoadClient, WsTarget
 from .login import WebLogin, web_login
-from .registration import RegisterOutcome, read_outcome
+from .registration import RegisterOutcome, UaInstance, read_outcome
 
 __all__ = [
     "BenchResult",
@@ -85,6 +88,8 @@ __all__ = [
 ]
 
 SECRETS_FILE = Path("bench") / "subscribers.json"
+#: Namespace of the bench clients' +sip.instance UUIDs (RFC 4122 §4.3 name-based).
+_BENCH_INSTANCES = uuid.UUID("6f1c7f1e-3b0a-5d2e-9a57-4b2f0d3c8e11")
 
 
 @dataclass(frozen=True)
@@ -327,12 +332,18 @@ async def run_register_bench(
     target = WsTarget.parse(url)
 
     def client(n: int) -> LoadClient:
-        # One UA instance per client, kept across its connections.
+        # One UA instance per client, kept across its connections and across
+        # runs (its +sip.instance is derived from the IMPU and the client's
+        # number): a later run replaces the bindings of an earlier one rather
+        # than adding flows until the S-CSCF's limit per UE answers 403.
         login = logins[n % len(logins)]
+        impu = login.impus[0]
+        instance = uuid.uuid5(_BENCH_INSTANCES, f"{impu}#{n}")
         return LoadClient(
             target,
-            login.impus[0],
+            impu,
             login.access_token,
+            ua=UaInstance(impu, instance=f"urn:uuid:{instance}"),
             ssl_context=ssl_context,
             expires=expires,
             timeout=timeout,
