@@ -42,6 +42,7 @@ from ..diameter.cxdefs import (
     ExperimentalResult,
     UserAuthorizationType,
 )
+from ..sip import grammar as g
 from ..sip.auth import DigestCredentials
 from ..sip.errors import ParseError
 from ..sip.message import Request
@@ -119,7 +120,7 @@ def is_deregistration(request: Request) -> bool:
     for contact in contacts:
         value = contact.params.get("expires")
         if value is not None:
-            if not value.strip().isdigit():
+            if not g.is_digits(value.strip()):
                 raise ParseError(f"invalid Contact expires {value!r}")
             expires: int | None = int(value)
         else:

@@ -27,7 +27,7 @@ def parse_hostport(text: str, hosts: dict[str, str] | None = None) -> Address:
         port = rest.removeprefix(":")
     else:
         host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()):
         raise ValueError(f"{text!r}: expected host:port")
     host = (hosts or {}).get(host, host)
     return normalize_host(host), int(port)

@@ -120,7 +120,7 @@ def is_deregistration(req: Request) -> bool:
     default = req.expires
     for contact in contacts:
         value = contact.params.get("expires")
-        expires = int(value) if value is not None and value.isdigit() else default
+        expires = int(value) if value is not None and g.is_digits(value) else default
         if expires != 0:
             return False
     return True

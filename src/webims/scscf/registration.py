@@ -104,7 +104,7 @@ def requested_bindings(req: Request, default_expires: int) -> list[Binding]:
                 uri=str(contact.uri),
                 expires=default_expires if expires is None else expires,
                 instance=instance,
-                reg_id=int(reg_id) if reg_id is not None and reg_id.isdigit() else None,
+                reg_id=int(reg_id) if reg_id is not None and g.is_digits(reg_id) else None,
             )
         )
     return out

@@ -68,6 +68,12 @@ def is_token(text: str) -> bool:
     return TOKEN.fullmatch(text) is not None
 
 
+def is_digits(text: str) -> bool:
+    """``1*DIGIT``: ASCII digits only (``str.isdigit`` also takes "²" or "٣",
+    which ``int`` then refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def unescape(text: str) -> str:
     """Decode %HH escapes (RFC 3261 §19.1.2) into characters (UTF-8 aware)."""
     if "%" not in text:

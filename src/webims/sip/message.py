@@ -78,7 +78,7 @@ def parse_cseq(value: str) -> CSeq:
     if m is not None:
         return CSeq(int(m.group(1)), m.group(2))
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or not g.is_token(parts[1]):
+    if len(parts) != 2 or not g.is_digits(parts[0]) or not g.is_token(parts[1]):
         raise ParseError(f"invalid CSeq {value!r}")
     seq = int(parts[0])
     if seq >= 2**32:

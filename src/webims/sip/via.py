@@ -40,7 +40,7 @@ class Via:
     @property
     def rport(self) -> int | None:
         value = self.params.get("rport")
-        return int(value) if value and value.isdigit() else None
+        return int(value) if value and g.is_digits(value) else None
 
     @property
     def wants_rport(self) -> bool:
@@ -99,7 +99,7 @@ def _checked(via: Via) -> Via:
         if value is None:
             if lname in _NEED_VALUE:
                 raise ParseError(f"Via parameter {name} needs a value")
-        elif lname == "rport" and (not value.isdigit() or int(value) > 65535):
+        elif lname == "rport" and (not g.is_digits(value) or int(value) > 65535):
             raise ParseError(f"invalid rport {value!r}")
     return via
 

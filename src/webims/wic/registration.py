@@ -159,7 +159,7 @@ def _our_contact_expires(response: Response, ua: UaInstance) -> tuple[int | None
         if ours:
             value = contact.params.get("expires")
             gruu = contact.params.get("pub-gruu")
-            return (int(value) if value and value.isdigit() else None), (
+            return (int(value) if value and value.isascii() and value.isdigit() else None), (
                 gruu.strip('"') if gruu else None
             )
     return None, None

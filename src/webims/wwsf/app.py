@@ -250,7 +250,7 @@ class Wwsf:
         """The request's form, or the error answer for a body that is missing
         its length or too large (read no further)."""
         length = request.headers.get("content-length", "")
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             return self.error(
                 request,
                 411,
