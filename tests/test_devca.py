@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 from pathlib import Path
 
 from cryptography import x509
 
+from tests.tls_pair import tls_pair
 from webims.devca import ensure_dev_ca, server_ssl_context
 
 BEGIN = b"-----BEGIN CERTIFICATE-----"
@@ -15,17 +15,8 @@ BEGIN = b"-----BEGIN CERTIFICATE-----"
 
 def _handshake(server: ssl.SSLContext, cafile: Path) -> None:
     """A TLS handshake in memory, the server verified against ``cafile``."""
-    client = ssl.create_default_context(cafile=str(cafile))
-    bios = [ssl.MemoryBIO() for _ in range(4)]
-    s = server.wrap_bio(bios[0], bios[1], server_side=True)
-    c = client.wrap_bio(bios[2], bios[3], server_hostname="localhost")
-    for _ in range(6):
-        for end in (c, s):
-            with contextlib.suppress(ssl.SSLWantReadError):
-                end.do_handshake()
-        bios[0].write(bios[3].read())
-        bios[2].write(bios[1].read())
-    assert c.getpeercert()  # completed, and verified against the CA
+    _, client, _ = tls_pair(server, ssl.create_default_context(cafile=str(cafile)))
+    assert client.getpeercert()  # completed, and verified against the CA
 
 
 def test_the_server_certificate_is_sent_without_the_ca(tmp_path: Path) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 from pathlib import Path
 
+from tests.tls_pair import tls_pair
 from webims.devca import ensure_dev_ca, server_ssl_context
 from webims.transport.layer import TransportLayer
 from webims.transport.tls import MAX_READ, BoundedReadSSLObject, bounded_reads
@@ -14,17 +14,7 @@ from webims.transport.tls import MAX_READ, BoundedReadSSLObject, bounded_reads
 def _pair(tmp_path: Path) -> tuple[ssl.SSLObject, ssl.SSLObject, list[ssl.MemoryBIO]]:
     ca = ensure_dev_ca(tmp_path)
     server_ctx = bounded_reads(server_ssl_context(ca.server_cert, ca.server_key))
-    client_ctx = ssl.create_default_context(cafile=str(ca.ca_cert))
-    bios = [ssl.MemoryBIO() for _ in range(4)]
-    server = server_ctx.wrap_bio(bios[0], bios[1], server_side=True)
-    client = client_ctx.wrap_bio(bios[2], bios[3], server_hostname="localhost")
-    for _ in range(6):
-        for side in (client, server):
-            with contextlib.suppress(ssl.SSLWantReadError):
-                side.do_handshake()
-        bios[0].write(bios[3].read())
-        bios[2].write(bios[1].read())
-    return server, client, bios
+    return tls_pair(server_ctx, ssl.create_default_context(cafile=str(ca.ca_cert)))
 
 
 def test_a_large_message_arrives_whole_in_reads_of_a_record(tmp_path: Path) -> None:

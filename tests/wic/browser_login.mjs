@@ -26,29 +26,15 @@
 // can check that no token ever travelled in a URL.  Before the login it opens a forged /callback; after it, it reloads the page;
 // last it presses "Log out" and reports what is left.  Exit 1 with the
 // reason on stderr when a step does not happen in time.
-import { createRequire } from "node:module";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
-const require = createRequire(new URL("../../src/webims/wic/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
+import { launch, nextLine } from "./chromium.mjs";
 
 const [base, user, password, screenshot, mode] = process.argv.slice(2);
 const modes = new Set((mode || "").split(",").filter(Boolean));
 const settled = modes.has("registered") ? ["registered"] : ["registered", "failed"];
-const CHROMIUM = process.env.WEBIMS_CHROMIUM || "/usr/bin/chromium";
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
 const profile = mkdtempSync(path.join(tmpdir(), "webims-chromium-"));
 const requested = [];
 const consoleLines = [];
@@ -83,24 +69,9 @@ function sipSummary(dir, payload) {
   };
 }
 
-// The next line the test writes on stdin.
-async function nextLine() {
-  process.stdin.resume();
-  const line = await new Promise((resolve) => process.stdin.once("data", resolve));
-  process.stdin.pause();
-  return String(line).trim();
-}
 let context;
 try {
-  // A persistent context is how Playwright takes a user-data-dir of our own.
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: FLAGS,
-    ignoreHTTPSErrors: true,
-    viewport: { width: 900, height: 760 },
-    timeout: 30000,
-  });
+  context = await launch(profile, { viewport: { width: 900, height: 760 } });
   const page = context.pages()[0] || (await context.newPage());
   page.setDefaultTimeout(20000);
   page.on("request", (request) => requested.push(request.url()));

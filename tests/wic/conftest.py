@@ -29,7 +29,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,25 @@ def need_tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed (the WIC tests need it)", pytrace=False)
     return path
+
+
+def hold_registered(
+    proc: subprocess.Popen[str], while_registered: Callable[[], None]
+) -> tuple[bool, str]:
+    """For a browser driver in mode "hold": once it writes ``hold: registered`` on
+    stderr, ``while_registered`` runs and the driver is told to go on (``go`` on
+    its stdin).  Whether it got there, and what it wrote on stderr before (all of
+    it when it ended without registering)."""
+    assert proc.stdin is not None and proc.stderr is not None
+    early: list[str] = []
+    for line in proc.stderr:
+        if line.startswith("hold: registered"):
+            while_registered()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            return True, "".join(early)
+        early.append(line)
+    return False, "".join(early)
 
 
 @pytest.fixture(scope="session")

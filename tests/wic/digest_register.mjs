@@ -36,7 +36,6 @@
 // values with the response masked and, for Digest, "responseOk": whether
 // the response is RFC 2617's for the configured password), the browser's
 // console, and "error" when a step did not happen in time (exit status 1).
-import { createRequire } from "node:module";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -45,20 +44,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 
-const require = createRequire(new URL("../../src/webims/wic/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
-const { build } = require("esbuild");
+import { bundleSipJs, launch, require } from "./chromium.mjs";
 
 const [library, server, impu, impi, password, mode] = process.argv.slice(2);
 const modes = new Set((mode || "").split(",").filter(Boolean));
-const CHROMIUM = process.env.WEBIMS_CHROMIUM || "/usr/bin/chromium";
 const JSSIP_BUNDLE = new URL("../../src/webims/wic/static/build/jssip.js", import.meta.url);
 const STEP_MS = 15000;
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"].concat(
-  ["--no-first-run", "--disable-background-networking", "--disable-component-update"],
-  ["--disable-sync"],
-);
-
 const work = mkdtempSync(path.join(tmpdir(), "webims-digest-"));
 const report = { library, events: [], frames: [], ladder: [], console: [] };
 
@@ -111,17 +102,7 @@ function record(dir, payload) {
 // The page of each library: its files, by path.
 async function pageFiles() {
   if (library === "sipjs") {
-    const outfile = path.join(work, "sip.iife.js");
-    await build({
-      entryPoints: [require.resolve("sip.js")],
-      outfile,
-      bundle: true,
-      format: "iife",
-      globalName: "SIP",
-      platform: "browser",
-      target: ["es2020"],
-      logLevel: "warning",
-    });
+    const outfile = await bundleSipJs(work);
     report.package = JSON.parse(readFileSync(require.resolve("sip.js/package.json"))).version;
     return {
       "/": '<!doctype html><title>SIP.js</title><link rel="icon" href="data:,"><script src="/lib.js"></script>',
@@ -290,13 +271,7 @@ const web = createServer();
 try {
   const origin = await serve(web, await pageFiles());
   const step = steps[library];
-  context = await chromium.launchPersistentContext(path.join(work, "profile"), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROMIUM_ARGS,
-    ignoreHTTPSErrors: true,
-    timeout: 30000,
-  });
+  context = await launch(path.join(work, "profile"));
   const page = context.pages()[0] || (await context.newPage());
   page.setDefaultTimeout(STEP_MS);
   page.on("console", (msg) => report.console.push(`${msg.type()}: ${msg.text()}`));

@@ -27,52 +27,21 @@
 // unregistration, every SIP message of the page's WebSockets as it travelled
 // (direction and full text), the browser's console, and "error" when a step
 // did not happen in time (exit status 1 then).
-import { createRequire } from "node:module";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
-const require = createRequire(new URL("../../src/webims/wic/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
-const { build } = require("esbuild");
+import { bundleSipJs, launch, nextLine, require } from "./chromium.mjs";
 
 const [server, impu, token, mode] = process.argv.slice(2);
 const modes = new Set((mode || "").split(",").filter(Boolean));
-const CHROMIUM = process.env.WEBIMS_CHROMIUM || "/usr/bin/chromium";
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const STEP_MS = 15000;
 
 const work = mkdtempSync(path.join(tmpdir(), "webims-sipjs-"));
 const frames = [];
 const consoleLines = [];
 const report = { modes: [...modes], states: [], frames, console: consoleLines };
-
-// SIP.js as published, one script for a page.
-async function bundleSipJs() {
-  const entry = require.resolve("sip.js");
-  const outfile = path.join(work, "sip.iife.js");
-  await build({
-    entryPoints: [entry],
-    outfile,
-    bundle: true,
-    format: "iife",
-    globalName: "SIP",
-    platform: "browser",
-    target: ["es2020"],
-    logLevel: "warning",
-  });
-  return outfile;
-}
 
 // The developer's page and the bundle, on 127.0.0.1; resolves to its origin.
 function servePage(server, script) {
@@ -90,25 +59,12 @@ function servePage(server, script) {
   });
 }
 
-async function nextLine() {
-  process.stdin.resume();
-  const line = await new Promise((resolve) => process.stdin.once("data", resolve));
-  process.stdin.pause();
-  return String(line).trim();
-}
-
 let context;
 const web = createServer();
 try {
-  const origin = await servePage(web, await bundleSipJs());
+  const origin = await servePage(web, await bundleSipJs(work));
   report.package = JSON.parse(readFileSync(require.resolve("sip.js/package.json"))).version;
-  context = await chromium.launchPersistentContext(path.join(work, "profile"), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: FLAGS,
-    ignoreHTTPSErrors: true,
-    timeout: 30000,
-  });
+  context = await launch(path.join(work, "profile"));
   const page = context.pages()[0] || (await context.newPage());
   page.setDefaultTimeout(STEP_MS);
   page.on("console", (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));

@@ -45,6 +45,7 @@ from .conftest import (
     USER1,
     WebSystem,
     free_port,
+    hold_registered,
     https,
     need_tool,
     running,
@@ -101,25 +102,17 @@ def run_browser_holding(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdin is not None and proc.stderr is not None
     try:
-        errors: list[str] = []
-        for line in proc.stderr:
-            if line.startswith("hold: registered"):
-                break
-            errors.append(line)
-        else:
+        held, errors = hold_registered(proc, while_registered)
+        if not held:
             out, _ = proc.communicate(timeout=30)
-            pytest.fail(f"the browser never registered:\n{''.join(errors)}\n{out}")
-        while_registered()
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
+            pytest.fail(f"the browser never registered:\n{errors}\n{out}")
         out, err = proc.communicate(timeout=100)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    return browser_result(proc.returncode, out, "".join(errors) + err)
+    return browser_result(proc.returncode, out, errors + err)
 
 
 def system_ports(system: WebSystem) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from webims.sip import Request, Response, SipURI, parse_message
 from webims.sip.auth import BearerCredentials, DigestCredentials, parse_challenge
 
 from ..pcscf.gm_system import core_system
-from .conftest import USER1, WIC_DIR, WebSystem, need_tool
+from .conftest import USER1, WIC_DIR, WebSystem, hold_registered, need_tool
 from .test_browser import CHROMIUM, options_through_the_core, system_ports
 from .test_browser_sipjs import SIPJS_ACCEPT, public_state, registers, wait_unregistered_at_the_hss
 
@@ -96,7 +96,7 @@ def run_library(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        early = "" if while_registered is None else held(proc, while_registered)
+        early = "" if while_registered is None else hold_registered(proc, while_registered)[1]
         out, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
@@ -113,21 +113,6 @@ def run_library(
     assert report["websocket"] == server
     assert not [line for line in report["console"] if line.startswith("pageerror")]
     return report
-
-
-def held(proc: subprocess.Popen[str], while_registered: Callable[[], None]) -> str:
-    """Once the driver says it holds its registration, ``while_registered``,
-    then the driver goes on; what it wrote on stderr before."""
-    assert proc.stdin is not None and proc.stderr is not None
-    early: list[str] = []
-    for line in proc.stderr:
-        if line.startswith("hold: registered"):
-            while_registered()
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            break
-        early.append(line)
-    return "".join(early)
 
 
 def digest_of(request: Request) -> DigestCredentials | None:

@@ -34,7 +34,7 @@ import pytest
 from webims.sip import Request, Response, SipURI, parse_message
 from webims.sip.auth import BearerCredentials
 
-from .conftest import USER1, WIC_DIR, WebSystem, need_tool
+from .conftest import USER1, WIC_DIR, WebSystem, hold_registered, need_tool
 from .test_browser import CHROMIUM, hss_view, options_through_the_core, system_ports
 from .test_token_cli import webims_token
 
@@ -82,24 +82,17 @@ def run_sipjs(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdin is not None and proc.stderr is not None
-    said: list[str] = []
+    said = ""
     try:
         if while_registered is not None:
             # Until the driver holds its registration (or ends without one).
-            for line in proc.stderr:
-                if line.startswith("hold: registered"):
-                    while_registered()
-                    proc.stdin.write("go\n")
-                    proc.stdin.flush()
-                    break
-                said.append(line)
+            said = hold_registered(proc, while_registered)[1]
         out, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    err = "".join(said) + err
+    err = said + err
     assert out.strip(), f"the SIP.js driver said nothing (exit {proc.returncode}):\n{err}"
     report: dict[str, Any] = json.loads(out)
     report["messages"] = [(f["dir"], parse_message(f["text"].encode())) for f in report["frames"]]
