@@ -148,6 +148,7 @@ def test_bench_register_json_line(system: System) -> None:
     assert figures["ok"] > 0 and figures["failed"] == 0, figures
     assert figures["rate"] > 0 and 0 < figures["p50_ms"] <= figures["p99_ms"]
     assert " ok " in out.stderr  # progress while running
+    assert "  logged in 4/4" in out.stderr  # and while preparing
     # Every connection a full TLS handshake unless told otherwise.
     assert figures["tls_resume"] is False and figures["tls_resumed"] == 0
     assert "(full TLS handshakes)" in out.stdout

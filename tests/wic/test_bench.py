@@ -38,7 +38,9 @@ async def test_bench_subscribers_are_provisioned_once_with_their_web_accounts(
     tmp_path: Path,
 ) -> None:
     settings = load_settings(data_dir=tmp_path)
-    first = await provision_bench_subscribers(settings, 2)
+    steps: list[tuple[int, int]] = []
+    first = await provision_bench_subscribers(settings, 2, progress=lambda *s: steps.append(s))
+    assert steps == [(1, 2), (2, 2)]  # one step per web account
     again = await provision_bench_subscribers(settings, 2)
     assert [s.name for s in first] == ["bench0001", "bench0002"]
     assert first == again  # same passwords: kept in the data dir, not re-hashed

@@ -121,12 +121,22 @@ def _save_secrets(path: Path, secrets_: dict[str, str]) -> None:
         json.dump(secrets_, f, indent=1)
 
 
+#: Progress of a long preparation: (done, total).
+Steps = Callable[[int, int], None]
+
+
 async def provision_bench_subscribers(
-    settings: Settings, count: int, prefix: str = "bench", *, web_accounts: bool = True
+    settings: Settings,
+    count: int,
+    prefix: str = "bench",
+    *,
+    web_accounts: bool = True,
+    progress: Steps | None = None,
 ) -> list[BenchSubscriber]:
     """The bench subscribers 1..count, provisioned where missing in the HSS
     store of ``settings``' deployment and (``web_accounts``) in the WWSF's
-    web accounts, as ``webims subscriber add`` does."""
+    web accounts, as ``webims subscriber add`` does.  ``progress`` is told of
+    each web account made (an argon2 hash each: the slow part)."""
     domain = settings.sip.domain
     waf = settings.waf.authorization_entity
     secrets_path = settings.data_dir / SECRETS_FILE
@@ -148,13 +158,15 @@ async def provision_bench_subscribers(
     if web_accounts:
         with open_database(settings.data_dir / DATABASE_FILE) as db:
             accounts = AccountStore(db)
-            for sub in out:
+            for done, sub in enumerate(out, 1):
                 # (sqlite3 objects stay on their thread: the hashing blocks here.)
                 if accounts.get(sub.name) is None:
                     accounts.add(sub.name, sub.password, sub.impi, [sub.impu])
                 elif sub.name not in known:
                     accounts.set_password(sub.name, sub.password)
                 known[sub.name] = sub.password
+                if progress is not None:
+                    progress(done, len(out))
         _save_secrets(secrets_path, known)
     return out
 
@@ -204,14 +216,25 @@ class _WicClientId:
 
 
 async def fetch_logins(
-    base_url: str, subscribers: Sequence[BenchSubscriber], ca: Path | None, parallel: int = 4
+    base_url: str,
+    subscribers: Sequence[BenchSubscriber],
+    ca: Path | None,
+    parallel: int = 4,
+    progress: Steps | None = None,
 ) -> list[WebLogin]:
-    """One token per subscriber, through the WWSF's login (before the clock starts)."""
+    """One token per subscriber, through the WWSF's login (before the clock
+    starts); ``progress`` is told of each."""
     gate = asyncio.Semaphore(parallel)
+    done = 0
 
     async def one(sub: BenchSubscriber) -> WebLogin:
+        nonlocal done
         async with gate:
-            return await web_login(base_url, sub.name, sub.password, ca)
+            login = await web_login(base_url, sub.name, sub.password, ca)
+        done += 1
+        if progress is not None:
+            progress(done, len(subscribers))
+        return login
 
     return list(await asyncio.gather(*(one(s) for s in subscribers)))
 

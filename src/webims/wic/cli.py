@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -287,15 +288,32 @@ def bench_register(
             flush=True,
         )
 
+    def steps(what: str) -> Callable[[int, int], None]:
+        """Progress of a preparation step, at most once a second, and at its end."""
+        last = time.monotonic()
+
+        def step(done: int, total: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if done == total or now - last >= 1.0:
+                last = now
+                print(f"  {what} {done}/{total}", file=sys.stderr, flush=True)
+
+        return step
+
     async def run() -> None:
         count = users or clients
         print(f"provisioning {count} bench subscribers …", file=sys.stderr, flush=True)
-        subs = await provision_bench_subscribers(settings, count, web_accounts=not mint_tokens)
+        subs = await provision_bench_subscribers(
+            settings, count, web_accounts=not mint_tokens, progress=steps("web accounts")
+        )
         if mint_tokens:
             logins = mint_logins(settings, subs)
         else:
             print(f"logging in {count} subscribers …", file=sys.stderr, flush=True)
-            logins = await fetch_logins(settings.web.public_url, subs, trust)
+            logins = await fetch_logins(
+                settings.web.public_url, subs, trust, progress=steps("logged in")
+            )
         result = await run_register_bench(
             ws_url,
             logins,
