@@ -8,7 +8,7 @@ comes back after the I-CSCF's UAR and the S-CSCF's SAR (see
 ``webims.wic.bench`` for the subscribers and tokens used).
 
     python bench/bench_register.py [--clients 20] [--duration 10] [--json]
-                                   [--profile server.prof] [--separate]
+                                   [--profile server.prof] [--separate] [--tls-resume]
 
 Prints the figures against the targets (issue 5): >= 1,000 registrations/s,
 0 failures, p99 <= 50 ms, and the CPU time the server process spent per
@@ -264,7 +264,12 @@ class LoadWindow:
 
 
 def run_bench(
-    config: Path, clients: int, duration: float, window: LoadWindow | None = None
+    config: Path,
+    clients: int,
+    duration: float,
+    window: LoadWindow | None = None,
+    *,
+    tls_resume: bool = False,
 ) -> dict[str, Any]:
     """``webims bench register --json`` in its own process; its JSON line.
     Its progress (stderr) is echoed and fed to ``window``."""
@@ -282,6 +287,7 @@ def run_bench(
             "--duration",
             str(duration),
             "--json",
+            *(["--tls-resume"] if tls_resume else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -340,6 +346,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--json", action="store_true", help="End with one JSON line.")
     parser.add_argument(
+        "--tls-resume",
+        action="store_true",
+        help="Resume TLS sessions on reconnection, as browsers do (default: full handshakes).",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="Profile the server (with --separate: the eP-CSCF) under load into FILE.",
@@ -358,11 +369,15 @@ def main() -> None:
         if args.separate:
             with separate_elements(config, profile=args.profile) as pids:
                 window = LoadWindow(pids, args.profile is not None)
-                result = run_bench(config, args.clients, args.duration, window)
+                result = run_bench(
+                    config, args.clients, args.duration, window, tls_resume=args.tls_resume
+                )
         else:
             with webims_up(config, profile=args.profile) as server:
                 window = LoadWindow({"up": server.pid}, args.profile is not None)
-                result = run_bench(config, args.clients, args.duration, window)
+                result = run_bench(
+                    config, args.clients, args.duration, window, tls_resume=args.tls_resume
+                )
     result["server_cpu_ms_per_registration"] = round(window.cpu_ms_per_registration(), 3)
     if args.separate:
         result["cpu_ms_per_registration_by_element"] = {
