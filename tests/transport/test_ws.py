@@ -194,3 +194,31 @@ async def test_wss_round_trip(layer: TransportLayer, inbox: Inbox, pki: Pki) -> 
         assert layer.resolve_token(token) == flow
     await inbox.closed_n(1)
     assert layer.resolve_token(token) is None
+
+
+async def test_a_text_message_that_is_not_utf8_fails_the_connection(
+    layer: TransportLayer, inbox: Inbox
+) -> None:
+    """RFC 6455 §8.1: invalid UTF-8 in a text message fails the connection with
+    1007.  The same bytes in a binary message are just an unusable SIP message,
+    and UTF-8 text beyond ASCII is taken as it is."""
+    listener = await layer.listen_ws("127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{listener.local[1]}"
+    latin1 = ws_request("MESSAGE", body="café".encode("latin-1"))
+    async with connect(url, subprotocols=SIP) as ws:
+        await ws.send(latin1, text=True)
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(5):
+                await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    async with connect(url, subprotocols=SIP) as ws:  # split across fragments
+        await ws.send([latin1[:40], latin1[40:]], text=True)
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(5):
+                await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    async with connect(url, subprotocols=SIP) as ws:
+        await ws.send(latin1)  # binary: RFC 7118 §5.1 allows any bytes there
+        await ws.send(ws_request("MESSAGE", body="café".encode()), text=True)
+        messages = await inbox.messages_n(2)
+    assert [m.body for m, _ in messages] == ["café".encode("latin-1"), "café".encode()]

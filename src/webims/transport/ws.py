@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -75,7 +75,16 @@ class WsOptions:
 class WsConnection(asyncio.Protocol):
     """One WebSocket connection carrying SIP."""
 
-    __slots__ = ("_conn", "_fragments", "_opts", "_sink", "_transport", "flow", "last_activity")
+    __slots__ = (
+        "_conn",
+        "_fragments",
+        "_opts",
+        "_sink",
+        "_text",
+        "_transport",
+        "flow",
+        "last_activity",
+    )
 
     def __init__(self, sink: Sink, opts: WsOptions) -> None:
         self._sink = sink
@@ -90,6 +99,8 @@ class WsConnection(asyncio.Protocol):
         )
         self._transport: asyncio.Transport | None = None
         self._fragments: list[bytes] | None = None
+        #: Whether the message being reassembled is a text one (RFC 6455 §5.6).
+        self._text = False
         self.flow: Flow | None = None
         self.last_activity = sink.now()
 
@@ -157,15 +168,16 @@ class WsConnection(asyncio.Protocol):
         opcode = frame.opcode
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
             if frame.fin:
-                self._message(bytes(frame.data))
+                self._message(bytes(frame.data), opcode is Opcode.TEXT)
             else:
                 self._fragments = [bytes(frame.data)]
+                self._text = opcode is Opcode.TEXT
         elif opcode is Opcode.CONT and self._fragments is not None:
             self._fragments.append(bytes(frame.data))
             if frame.fin:
                 data = b"".join(self._fragments)
                 self._fragments = None
-                self._message(data)
+                self._message(data, self._text)
         # websockets' parser keeps the last frame it parsed (a local of its
         # generator) until the next one arrives: on an idle connection the
         # payload of its last SIP message, a REGISTER with its Bearer token
@@ -174,7 +186,12 @@ class WsConnection(asyncio.Protocol):
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
             frame.data = b""
 
-    def _message(self, data: bytes) -> None:
+    def _message(self, data: bytes, text: bool) -> None:
+        if text and not (data.isascii() or _is_utf8(data)):
+            # RFC 6455 §8.1: a text message that is not UTF-8 fails the
+            # connection (1007); a WIC sends other bytes in a binary one.
+            self._conn.fail(CloseCode.INVALID_DATA, "text message not UTF-8")
+            return
         flow = self.flow
         if flow is not None and self._conn.state is State.OPEN:
             self._sink.message_received(data, flow, self)
