@@ -6,6 +6,11 @@ The socket is bound before the server starts, so a busy port is an
 signal handlers (the process keeps its own) and runs no lifespan.  The TLS
 context is the caller's (TLS 1.2+, the dev CA's certificate or a configured
 one); ``ssl_context=None`` serves plain HTTP.
+
+Requests are parsed by httptools, which sets no bound on a request's head:
+a client could make the server hold megabytes of request line and header
+fields.  :class:`BoundedHeadProtocol` answers a head over
+:data:`MAX_REQUEST_HEAD` bytes with 431 (RFC 6585 §5) and closes.
 """
 
 from __future__ import annotations
@@ -18,8 +23,61 @@ from collections.abc import Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["HttpServer"]
+__all__ = ["MAX_REQUEST_HEAD", "BoundedHeadProtocol", "HttpServer"]
+
+#: The largest request head (request line and header fields) read, in bytes.
+MAX_REQUEST_HEAD = 64 * 1024
+
+_TOO_LARGE = b"request header fields too large"
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing a request head over
+    :data:`MAX_REQUEST_HEAD` bytes: 431, then the connection is closed.
+
+    Bytes are counted while a head is being read; when a chunk would go
+    over the bound, the parser gets only what the bound allows, and the rest
+    only if the head ended within it (the body, or the next request)."""
+
+    _in_head = True
+    _head_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        while self._in_head and self._head_bytes + len(data) > MAX_REQUEST_HEAD:
+            allowed = MAX_REQUEST_HEAD - self._head_bytes
+            self._head_bytes = MAX_REQUEST_HEAD
+            super().data_received(data[:allowed])
+            if self.transport.is_closing():
+                return
+            if self._reading_head():  # (the parser's callbacks change it)
+                self._too_large()
+                return
+            data = data[allowed:]  # the head ended: on with its body or the next one
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+
+    def _reading_head(self) -> bool:
+        return self._in_head
+
+    def _too_large(self) -> None:
+        self._in_head = False
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TOO_LARGE), _TOO_LARGE)
+        )
+        self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes = True, 0
 
 
 class HttpServer(uvicorn.Server):
@@ -33,6 +91,7 @@ class HttpServer(uvicorn.Server):
             host=host,
             port=port,
             lifespan="off",
+            http=BoundedHeadProtocol,
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,
