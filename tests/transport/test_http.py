@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from webims.transport.http import MAX_REQUEST_HEAD, HttpServer
+from webims.transport.http import MAX_REQUEST_BODY, MAX_REQUEST_HEAD, HttpServer
 
 
 async def _echo(request: Request) -> PlainTextResponse:
@@ -70,3 +70,19 @@ async def test_heads_within_the_bound_bodies_and_pipelining_are_served() -> None
         answer = await exchange(port, post + get("/one") + get("/two", b"Connection: close\r\n"))
         assert answer.count(b"HTTP/1.1 200 ") == 3, answer[:300]
         assert b"/p %d" % len(body) in answer and b"/one 0" in answer and b"/two 0" in answer
+
+
+async def test_a_body_over_the_bound_gets_413_before_the_app_reads_it_all() -> None:
+    async with serving() as port:
+        body = b"b" * (MAX_REQUEST_BODY + 1)
+        announced = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+        answer = await exchange(port, announced + body)
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        chunked = b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunks = b"".join(b"%x\r\n%s\r\n" % (65536, b"c" * 65536) for _ in range(17))
+        answer = await exchange(port, chunked + chunks + b"0\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        fits = b"b" * MAX_REQUEST_BODY
+        post = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+        answer = await exchange(port, post % len(fits) + fits)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"/p %d" % len(fits) in answer

@@ -10,7 +10,10 @@ one); ``ssl_context=None`` serves plain HTTP.
 Requests are parsed by httptools, which sets no bound on a request's head:
 a client could make the server hold megabytes of request line and header
 fields.  :class:`BoundedHeadProtocol` answers a head over
-:data:`MAX_REQUEST_HEAD` bytes with 431 (RFC 6585 §5) and closes.
+:data:`MAX_REQUEST_HEAD` bytes with 431 (RFC 6585 §5) and closes.  Nor does
+uvicorn bound a body: :class:`BoundedBody` answers 413 (RFC 9110 §15.5.14)
+to a body over :data:`MAX_REQUEST_BODY` bytes, announced or as it arrives,
+before the application has read more than that.
 """
 
 from __future__ import annotations
@@ -22,13 +25,85 @@ import ssl
 from collections.abc import Iterator
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["MAX_REQUEST_HEAD", "BoundedHeadProtocol", "HttpServer"]
+__all__ = [
+    "MAX_REQUEST_BODY",
+    "MAX_REQUEST_HEAD",
+    "BoundedBody",
+    "BoundedHeadProtocol",
+    "HttpServer",
+]
 
 #: The largest request head (request line and header fields) read, in bytes.
 MAX_REQUEST_HEAD = 64 * 1024
+#: The largest request body read, in bytes (forms, tokens, provisioning JSON).
+MAX_REQUEST_BODY = 1024 * 1024
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BoundedBody:
+    """ASGI middleware: 413 for a request body over ``limit`` bytes."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_REQUEST_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                await _too_large(send)  # (httptools has refused a malformed one already)
+                return
+        received = 0
+        exceeded = False  # then the app's own answer (a 500, say) gives way to the 413
+        answered = False
+
+        async def bounded_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    exceeded = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal answered
+            if not exceeded:
+                await send(message)
+            elif not answered:
+                answered = True
+                await _too_large(send)
+
+        with contextlib.suppress(_BodyTooLarge):
+            await self.app(scope, bounded_receive, guarded_send)
+        if exceeded and not answered:
+            await _too_large(send)
+
+
+async def _too_large(send: Send) -> None:
+    body = b"request body too large"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"%d" % len(body)),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
 
 _TOO_LARGE = b"request header fields too large"
 
@@ -87,7 +162,7 @@ class HttpServer(uvicorn.Server):
         self, app: ASGIApp, host: str, port: int, ssl_context: ssl.SSLContext | None = None
     ) -> None:
         config = uvicorn.Config(
-            app,
+            BoundedBody(app),
             host=host,
             port=port,
             lifespan="off",
