@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import ElementSettings, Settings
+from ..sip.grammar import is_digits
 from ..transport.flow import Address, normalize_host
 
 __all__ = ["Topology", "parse_hostport"]
@@ -27,7 +28,7 @@ def parse_hostport(text: str, hosts: dict[str, str] | None = None) -> Address:
         port = rest.removeprefix(":")
     else:
         host, _, port = text.rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()):
+    if not host or not is_digits(port):
         raise ValueError(f"{text!r}: expected host:port")
     host = (hosts or {}).get(host, host)
     return normalize_host(host), int(port)

@@ -118,8 +118,8 @@ class Message(ABC):
         self._wire_version = -1
 
     # -- typed access ------------------------------------------------------
-    # The hot accessors look their cache entry up themselves (the code of
-    # _hit, inlined); the others go through _cached.
+    # The hot accessors look their cache entry up themselves (the first
+    # lines of _cached, inlined); the others go through _cached.
 
     def _cached(self, key: str, build: Callable[[], T], slot: str | None = None) -> T:
         """The value ``build`` parses from the header with lookup key ``key``,
@@ -138,11 +138,6 @@ class Message(ABC):
         """Cache ``value``, parsed from the header ``key`` as it is now."""
         self._cache[slot] = (self.headers.changed.get(key, 0), value)
         return value
-
-    def _is_cached(self, key: str) -> bool:
-        """Whether the value of ``key``'s own slot is parsed and current."""
-        entry = self._cache.get(key)
-        return entry is not None and entry[0] == self.headers.changed.get(key, 0)
 
     def _single(self, name: str, key: str | None = None) -> str:
         values = self.headers._lookup().get(key or header_key(name))

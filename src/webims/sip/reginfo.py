@@ -12,6 +12,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+from .grammar import is_digits
+
 __all__ = [
     "MAX_REGINFO",
     "REGINFO",
@@ -89,5 +91,5 @@ def parse_reginfo(body: bytes) -> Reginfo:
         )
         out.append(ReginfoRegistration(reg.get("aor", ""), reg.get("state", ""), contacts))
     raw = root.get("version")
-    version = int(raw) if raw is not None and raw.isascii() and raw.isdigit() else None
+    version = int(raw) if raw is not None and is_digits(raw) else None
     return Reginfo(version, root.get("state"), tuple(out))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from ..sip import Request, Response, SipURI, parse_uri
 from ..sip.checks import make_response, new_tag
 from ..sip.errors import ParseError
+from ..sip.grammar import is_digits
 from ..sip.uac import new_branch, new_request
 
 __all__ = [
@@ -159,7 +160,7 @@ def _our_contact_expires(response: Response, ua: UaInstance) -> tuple[int | None
         if ours:
             value = contact.params.get("expires")
             gruu = contact.params.get("pub-gruu")
-            return (int(value) if value and value.isascii() and value.isdigit() else None), (
+            return (int(value) if value and is_digits(value) else None), (
                 gruu.strip('"') if gruu else None
             )
     return None, None
