@@ -38,6 +38,7 @@ import re
 from typing import Final, NoReturn
 
 from .errors import BodyTooLarge, MessageTooLarge, ParseError
+from .grammar import is_token
 from .message import DEFAULT_LIMITS, Limits
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "KEEPALIVE_PONG",
     "KeepAlive",
     "StreamFramer",
+    "plain_request_line",
     "salvage_head",
 ]
 
@@ -261,3 +263,19 @@ def salvage_head(data: bytes, max_size: int = DEFAULT_LIMITS.max_header_size) ->
         if current:
             keep.append(line)
     return _CRLF.join(keep) + _HEAD_END
+
+
+def plain_request_line(head: bytes) -> bytes | None:
+    """``head`` (as :func:`salvage_head` gives it) with its first line replaced
+    by ``METHOD sip:invalid SIP/2.0`` when that line starts with a method
+    token, else None (a response, or junk): the header fields of a request
+    whose Request-Line is malformed (RFC 4475 §3.1.2.7-10) can then be read to
+    answer it.  The URI is never used."""
+    line, sep, rest = head.partition(b"\r\n")
+    words = line.split()
+    if len(words) < 2 or words[0].startswith(b"SIP/") or not words[0].isascii():
+        return None
+    method = words[0].decode("ascii")
+    if not is_token(method):
+        return None
+    return method.encode("ascii") + b" sip:invalid SIP/2.0" + sep + rest

@@ -19,8 +19,7 @@ import ipaddress
 
 from ..sip.checks import response_for_error
 from ..sip.errors import SipError
-from ..sip.framing import salvage_head
-from ..sip.grammar import is_token
+from ..sip.framing import plain_request_line, salvage_head
 from ..sip.message import Limits, Request, Response, parse_message
 from .flow import Address
 
@@ -70,20 +69,6 @@ _SALVAGE_LIMITS = Limits(
 )
 
 
-def _with_plain_request_line(head: bytes) -> bytes | None:
-    """``head`` with its first line replaced by ``METHOD sip:invalid SIP/2.0``
-    when that line starts with a method token, else None (a response, or
-    junk).  The URI is never used: only the header fields are, to answer."""
-    line, sep, rest = head.partition(b"\r\n")
-    words = line.split()
-    if len(words) < 2 or words[0].startswith(b"SIP/") or not words[0].isascii():
-        return None
-    method = words[0].decode("ascii")
-    if not is_token(method):
-        return None
-    return method.encode("ascii") + b" sip:invalid SIP/2.0" + sep + rest
-
-
 def answer_for(data: bytes | None, error: SipError, limits: Limits) -> Response | None:
     """The stateless response to a request rejected with ``error``, if any.
 
@@ -101,7 +86,7 @@ def answer_for(data: bytes | None, error: SipError, limits: Limits) -> Response 
     except SipError:
         # Perhaps only the Request-Line is broken: read the header fields
         # under a well-formed Request-Line of the same method.
-        head = _with_plain_request_line(head)
+        head = plain_request_line(head)
         if head is None:
             return None
         try:
