@@ -113,51 +113,66 @@ def _profiled_server(out: Path, argv: list[str]) -> None:
     webims_main()
 
 
-@contextlib.contextmanager
-def webims_up(
-    config: Path, *, profile: Path | None = None, nofile: int | None = None
-) -> Iterator[subprocess.Popen[str]]:
-    """``webims up --config`` until the block ends (SIGTERM), started and ready."""
-    command = [sys.executable, "-m", "webims"]
-    if profile is not None:
-        command = [sys.executable, __file__, "--profiled-server", str(profile), "--"]
+def _started(command: list[str], nofile: int | None, what: str) -> subprocess.Popen[str]:
+    """``command`` (``webims what``) in its own process, once it has printed
+    its ``ready`` line; RLIMIT_NOFILE raised towards ``nofile``."""
 
     def limits() -> None:
-        if nofile is not None:
-            import resource
+        import resource
 
-            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(nofile, hard), hard))
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(nofile or hard, hard), hard))
 
     proc = subprocess.Popen(
-        [*command, "up", "--config", str(config)],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=_env(),
         preexec_fn=limits if nofile is not None else None,  # noqa: PLW1509 - setrlimit only
     )
+    assert proc.stdout is not None
     printed: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        printed.append(line)
+        if line.startswith("ready"):
+            return proc
+    _stop(proc)
+    raise SystemExit(f"webims {what} did not start:\n" + "".join(printed))
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within 30 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            printed.append(line)
-            if line.startswith("ready"):
-                break
-        if not printed or not printed[-1].startswith("ready"):
-            raise SystemExit("webims up did not start:\n" + "".join(printed))
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
+def _webims(profile: Path | None) -> list[str]:
+    """How to run ``webims``: as itself, or under cProfile (``--profiled-server``)."""
+    if profile is None:
+        return [sys.executable, "-m", "webims"]
+    return [sys.executable, __file__, "--profiled-server", str(profile), "--"]
+
+
+@contextlib.contextmanager
+def webims_up(
+    config: Path, *, profile: Path | None = None, nofile: int | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """``webims up --config`` until the block ends (SIGTERM), started and ready."""
+    proc = _started([*_webims(profile), "up", "--config", str(config)], nofile, "up")
+    try:
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        _stop(proc)
 
 
 @contextlib.contextmanager
@@ -168,52 +183,20 @@ def separate_elements(
     this order); yields their pids by name, the eP-CSCF first.  With
     ``profile`` the eP-CSCF (the busiest) runs under cProfile, as
     :func:`webims_up` runs the whole server."""
-    env = _env()
     procs: list[subprocess.Popen[str]] = []
-
-    def limits() -> None:
-        import resource
-
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(nofile, hard), hard))
-
     try:
         for name in SEPARATE:
-            command = [sys.executable, "-m", "webims"]
-            if profile is not None and name == "pcscf":
-                command = [sys.executable, __file__, "--profiled-server", str(profile), "--"]
-            proc = subprocess.Popen(
-                [*command, "run", name, "--config", str(config)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=env,
-                preexec_fn=limits,  # noqa: PLW1509 - setrlimit only
+            command = _webims(profile if name == "pcscf" else None)
+            procs.append(
+                _started([*command, "run", name, "--config", str(config)], nofile, f"run {name}")
             )
-            procs.append(proc)
-            assert proc.stdout is not None
-            printed = []
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                printed.append(line)
-                if line.startswith("ready"):
-                    break
-            if not printed or not printed[-1].startswith("ready"):
-                raise SystemExit(f"webims run {name} did not start:\n" + "".join(printed))
         pids = {name: proc.pid for name, proc in zip(SEPARATE, procs, strict=True)}
         yield {"pcscf": pids["pcscf"]} | pids
     finally:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
-            try:
-                proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+            _stop(proc)
 
 
 def cpu_seconds(pid: int) -> float:
