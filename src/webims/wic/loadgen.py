@@ -52,7 +52,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import os
 import ssl
 import struct
@@ -65,14 +64,14 @@ try:
 except ImportError:  # pragma: no cover - the pure-Python fallback of websockets
     from websockets.utils import apply_mask
 
+from websockets.utils import accept_key
+
 from ..sip import Request, Response, SipError, parse_message
 from .client import HandshakeRefused, TransactionTimeout, WicError
 from .registration import DEFAULT_EXPIRES, UaInstance, answer_request, build_register
 
 __all__ = ["LoadClient", "RegisterTemplate", "WsTarget"]
 
-#: RFC 6455 §1.3: appended to Sec-WebSocket-Key before hashing.
-_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 #: A Close frame's payload: status 1000, normal closure (RFC 6455 §7.4.1).
 _CLOSE_NORMAL = struct.pack("!H", 1000)
@@ -390,7 +389,7 @@ class _Registration(asyncio.Protocol):
             fields.setdefault(name.strip().lower(), []).append(value.strip())
         upgrade = fields.get(b"upgrade", [])
         connection = b",".join(fields.get(b"connection", [])).lower()
-        accept = base64.b64encode(hashlib.sha1(self.key + _WS_GUID).digest())
+        accept = accept_key(self.key.decode("ascii")).encode("ascii")
         if [v.lower() for v in upgrade] != [b"websocket"]:
             self._refuse("no Upgrade: websocket")
         elif b"upgrade" not in [t.strip() for t in connection.split(b",")]:
