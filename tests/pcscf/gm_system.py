@@ -118,6 +118,28 @@ def digest_response(
     return _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
 
 
+def answer_challenge(
+    user: User, challenge: Response, nc: int = 1, *, password: str | None = None
+) -> str:
+    """The REGISTER's Authorization answering the 401's Digest challenge (the
+    first one, when the 401 also offers other schemes), with ``password``
+    instead of the user's when given."""
+    values = challenge.headers.get_all("WWW-Authenticate")
+    chal = parse_challenge(next((v for v in values if v.lower().startswith("digest")), ""))
+    realm, nonce = chal.get("realm") or "", chal.get("nonce") or ""
+    uri, cnonce, count = f"sip:{DOMAIN}", secrets.token_hex(8), f"{nc:08x}"
+    if password is not None:
+        user = User(user.name, user.impi, user.impu, password)
+    response = digest_response(
+        user, realm=realm, nonce=nonce, uri=uri, method="REGISTER", nc=count, cnonce=cnonce
+    )
+    return (
+        f'Digest username="{user.impi}", realm="{realm}", nonce="{nonce}", '
+        f'uri="{uri}", response="{response}", algorithm=MD5, qop=auth, nc={count}, '
+        f'cnonce="{cnonce}"'
+    )
+
+
 @dataclass
 class Phone:
     """An RFC 3261 UA with one socket towards the eP-CSCF's SIP port."""
@@ -230,23 +252,7 @@ class Phone:
 
     def answer_challenge(self, challenge: Response, nc: int = 1) -> str:
         """The Authorization answering the 401's Digest challenge."""
-        chal = parse_challenge(challenge.headers.get("WWW-Authenticate") or "")
-        realm, nonce = chal.get("realm") or "", chal.get("nonce") or ""
-        uri, cnonce, count = f"sip:{DOMAIN}", secrets.token_hex(8), f"{nc:08x}"
-        response = digest_response(
-            self.user,
-            realm=realm,
-            nonce=nonce,
-            uri=uri,
-            method="REGISTER",
-            nc=count,
-            cnonce=cnonce,
-        )
-        return (
-            f'Digest username="{self.user.impi}", realm="{realm}", nonce="{nonce}", '
-            f'uri="{uri}", response="{response}", algorithm=MD5, qop=auth, nc={count}, '
-            f'cnonce="{cnonce}"'
-        )
+        return answer_challenge(self.user, challenge, nc)
 
     def register(self, expires: int = 600) -> tuple[Response, Response]:
         """The registration of TS 24.229 5.1.1.2: the 401, then the final answer."""

@@ -23,7 +23,7 @@ from webims.sip import Request, Response, parse_message
 from webims.sip.auth import DigestCredentials, parse_challenge
 
 from .conftest import StartPcscf
-from .gm_system import USER1, USER2, CoreSystem, User, core_system, digest_response
+from .gm_system import USER1, USER2, CoreSystem, User, answer_challenge, core_system
 from .harness import USER1_IMPU, USER2_IMPU, Deployment
 
 INITIAL = (
@@ -141,25 +141,7 @@ class DigestWic:
         )
 
     def answer(self, challenge: Response, password: str | None = None) -> str:
-        values = challenge.headers.get_all("WWW-Authenticate")
-        digest = next(v for v in values if v.lower().startswith("digest"))
-        chal = parse_challenge(digest)
-        realm, nonce, cnonce = chal.get("realm") or "", chal.get("nonce") or "", "c0ffee01"
-        user = self.user if password is None else User("x", self.user.impi, "", password)
-        response = digest_response(
-            user,
-            realm=realm,
-            nonce=nonce,
-            uri="sip:home1.net",
-            method="REGISTER",
-            nc="00000001",
-            cnonce=cnonce,
-        )
-        return (
-            f'Digest username="{self.user.impi}", realm="{realm}", nonce="{nonce}", '
-            f'uri="sip:home1.net", response="{response}", algorithm=MD5, qop=auth, '
-            f'nc=00000001, cnonce="{cnonce}"'
-        )
+        return answer_challenge(self.user, challenge, password=password)
 
     async def exchange(self, text: str) -> Response:
         await self.ws.send(text)
