@@ -111,6 +111,17 @@ class EpCscf:
         elif not gm.from_ue(self, ctx, now):
             routing.from_core(self, ctx, now)
 
+    def ims_auth_register(self, ctx: ProxyContext, now: float) -> None:
+        """A WIC's REGISTER with IMS credentials (``ims_auth``): a SIP phone's
+        procedure, over TLS claiming ``tls-pending`` (TS 24.229 5.2.2.1)."""
+        flow = ctx.source
+        tls = isinstance(flow, Flow) and flow.transport == "wss"
+        gm.handle_register(self, ctx, now, integrity="tls-pending" if tls else None)
+
+    def ims_auth_challenge(self) -> str:
+        """The Digest challenge a WIC with IMS credentials answers with its IMPI."""
+        return gm.identity_challenge(self.config.domain)
+
     def on_response(self, ctx: ProxyContext, response: Response, now: float) -> None:
         source = ctx.source
         wic = isinstance(source, Flow) and source.transport in WIC_TRANSPORTS

@@ -44,7 +44,7 @@ from ..sip.message import Request, Response
 from ..sip.proxy import ProxyContext
 from ..sip.uac import new_call_id, new_request
 from ..transport.flow import Flow
-from . import gm, regevent
+from . import regevent
 from .bindings import Registration, impu_key, shared, shared_routes
 from .token import ExpiredToken, TokenError, bearer_from_authorization, www_authenticate
 
@@ -144,13 +144,11 @@ def handle_register(app: EpCscf, ctx: ProxyContext, now: float) -> None:
         return
     if token is None:
         if config.ims_auth and any(isinstance(c, DigestCredentials) for c in req.authorization):
-            flow = ctx.source
-            tls = isinstance(flow, Flow) and flow.transport == "wss"
-            gm.handle_register(app, ctx, now, integrity="tls-pending" if tls else None)
+            app.ims_auth_register(ctx, now)
             return
         challenges = [("WWW-Authenticate", www_authenticate(config.domain, config.authz_server))]
         if config.ims_auth:
-            challenges.append(("WWW-Authenticate", gm.identity_challenge(config.domain)))
+            challenges.append(("WWW-Authenticate", app.ims_auth_challenge()))
         ctx.respond(401, headers=challenges, now=now)
         return
     app.cscf.spawn(
