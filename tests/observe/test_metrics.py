@@ -255,12 +255,15 @@ def test_webims_up_metrics_follow_a_wic_registering_and_deregistering(system: Sy
         stderr=subprocess.STDOUT,
         text=True,
     )
+    wss_open = ("webims_pcscf_registrations", (("flow", "open"), ("transport", "wss")))
     try:
+        # The S-CSCF counts the set when it sends its 200 OK, the eP-CSCF binds the WIC when
+        # that 200 OK reaches it: wait until both have, or a scrape may fall in between.
         during: Samples = {}
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and wic.poll() is None:
             during = scrape(system)
-            if during[("webims_scscf_registrations", ())] == 1:
+            if during[("webims_scscf_registrations", ())] == 1 and during.get(wss_open) == 1:
                 break
             time.sleep(0.1)
         out, _ = wic.communicate(timeout=60)
@@ -274,7 +277,6 @@ def test_webims_up_metrics_follow_a_wic_registering_and_deregistering(system: Sy
     # While registered: one set at the S-CSCF, one WIC bound over WSS at the eP-CSCF.
     assert during[("webims_scscf_registrations", ())] == 1, out
     assert during[("webims_scscf_contacts", ())] == 1
-    wss_open = ("webims_pcscf_registrations", (("flow", "open"), ("transport", "wss")))
     assert during[wss_open] == 1
     assert wic_registrations(during) == 1
     assert during[("webims_pcscf_bound_impus", ())] >= 1
