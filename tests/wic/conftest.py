@@ -39,6 +39,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from tests.netns import Enter
 from tests.ports import free_port
 from webims.devca import ensure_dev_ca
 
@@ -131,11 +132,13 @@ def web_config(data: Path, web: int, pcscf_url: str, *, extra: str = "") -> Path
 
 
 @contextlib.contextmanager
-def running(*args: str) -> Iterator[list[str]]:
-    """``webims ARGS`` in a process until the block ends; what it printed
-    up to its ``ready`` line.  It must then stop cleanly on SIGTERM."""
+def running(*args: str, enter: Enter | None = None) -> Iterator[list[str]]:
+    """``webims ARGS`` in a process until the block ends (inside a network
+    namespace when ``enter`` is one's, see tests/netns.py); what it printed up
+    to its ``ready`` line.  It must then stop cleanly on SIGTERM."""
+    argv = [sys.executable, "-m", "webims", *args]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "webims", *args],
+        enter(argv) if enter else argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
