@@ -11,6 +11,9 @@ Its access tokens live ``TOKEN_TTL`` seconds, so that a browser sees its
 WIC refresh them within the test; the eP-CSCF may introspect with
 ``INTROSPECT_AUTH``.
 
+``netns_system`` is the same inside a loopback-only network namespace
+(tests/netns.py), with the way in: for the tests whose browsers do WebRTC.
+
 ``pki`` is a dev CA of the module's own, for the WSS stand-ins of the
 eP-CSCF (tests of the Python WIC and of the bench's).
 
@@ -22,6 +25,7 @@ a key of the WAF's JWKS (found through the RFC 8414 metadata), ``typ``
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -39,9 +43,11 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.netns import Enter
+from tests.netns import Enter, loopback_namespace
 from tests.ports import free_port
+from tests.system import up_config
 from webims.devca import ensure_dev_ca
+from webims.sip import parse_message
 
 ROOT = Path(__file__).resolve().parents[2]
 WIC_DIR = ROOT / "src" / "webims" / "wic"
@@ -189,6 +195,19 @@ def web_system(tmp_path_factory: pytest.TempPathFactory, wic_build: Path) -> Ite
         yield WebSystem(f"https://127.0.0.1:{web}", data, config, wss, printed)
 
 
+@pytest.fixture(scope="module")
+def netns_system(
+    tmp_path_factory: pytest.TempPathFactory, wic_build: Path
+) -> Iterator[tuple[WebSystem, Enter]]:
+    """``webims up`` inside a loopback-only network namespace, and the way in."""
+    with loopback_namespace() as enter:
+        data = tmp_path_factory.mktemp("webims-call")
+        made = up_config(data)
+        with running("up", "--config", str(made.path), enter=enter) as printed:
+            url = f"https://127.0.0.1:{made.ports['web']}"
+            yield WebSystem(url, data, made.path, made.ports["wss"], printed), enter
+
+
 def https(system: WebSystem) -> httpx.Client:
     """A client of the web element that trusts its dev CA."""
     return httpx.Client(base_url=system.url, verify=ssl.create_default_context(cafile=system.ca))
@@ -220,3 +239,24 @@ def verified_claims(
     assert claims["iat"] <= now + 5 and claims["exp"] > now - 60
     assert isinstance(claims["jti"], str) and len(claims["jti"]) >= 16
     return claims
+
+
+def call_report(argv: list[str]) -> dict[str, Any]:
+    """The JSON report of a call driver (browser_call.mjs, wic_call.mjs) run as
+    ``argv``: each side ("caller", "callee") with its WebSocket frames printed
+    and parsed (``messages``: direction and SIP message).  Fails with the
+    driver's error and what each side saw when a step did not happen."""
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=180)
+    assert proc.stdout.strip(), f"the driver said nothing (exit {proc.returncode}):\n{proc.stderr}"
+    report: dict[str, Any] = json.loads(proc.stdout)
+    seen = [f"{report.get('error')}", proc.stderr]
+    for name in ("caller", "callee"):
+        side = report.get(name) or {"frames": []}
+        print(f"===== {name}\n" + "\n".join(f"--- {f['dir']}\n{f['text']}" for f in side["frames"]))
+        side["messages"] = [(f["dir"], parse_message(f["text"].encode())) for f in side["frames"]]
+        shown = {k: v for k, v in side.items() if k not in ("frames", "messages")}
+        seen.append(f"{name}: {shown!r}")
+    assert proc.returncode == 0 and "error" not in report, "\n".join(seen)
+    for name in ("caller", "callee"):
+        assert not [line for line in report[name]["console"] if line.startswith("pageerror")]
+    return report

@@ -22,39 +22,22 @@ Node or Chromium missing, or no network namespace, fails the tests.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.netns import Enter, loopback_namespace
-from tests.system import up_config
-from webims.sip import Message, Request, Response, parse_message
+from tests.netns import Enter
+from webims.sip import Message, Request, Response
 
-from .conftest import WebSystem, need_tool, running
+from .conftest import WebSystem, call_report, need_tool
 
 DRIVER = Path(__file__).with_name("browser_call.mjs")
 USER1 = "sip:user1_public1@home1.net"
 USER2 = "sip:user2_public1@home1.net"
-NOISE = ("frames", "messages")
 CHARGING = ("P-Charging-Vector", "P-Charging-Function-Addresses")
-
-
-@pytest.fixture(scope="module")
-def netns_system(
-    tmp_path_factory: pytest.TempPathFactory, wic_build: Path
-) -> Iterator[tuple[WebSystem, Enter]]:
-    """``webims up`` inside a loopback-only network namespace, and the way in."""
-    with loopback_namespace() as enter:
-        data = tmp_path_factory.mktemp("webims-call")
-        made = up_config(data)
-        with running("up", "--config", str(made.path), enter=enter) as printed:
-            url = f"https://127.0.0.1:{made.ports['web']}"
-            yield WebSystem(url, data, made.path, made.ports["wss"], printed), enter
 
 
 def token(system: WebSystem, enter: Enter, user: str) -> str:
@@ -76,30 +59,7 @@ def call(system: WebSystem, enter: Enter, caller: str, callee: str) -> dict[str,
     server = f"wss://127.0.0.1:{system.wss_port}/"
     a = f"{caller},{USER1},{token(system, enter, 'user1')}"
     b = f"{callee},{USER2},{token(system, enter, 'user2')}"
-    proc = subprocess.run(
-        enter([need_tool("node"), str(DRIVER), server, a, b]),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=180,
-    )
-    assert proc.stdout.strip(), f"the driver said nothing (exit {proc.returncode}):\n{proc.stderr}"
-    report: dict[str, Any] = json.loads(proc.stdout)
-    for name in ("caller", "callee"):
-        side = report.get(name) or {"frames": []}
-        side["messages"] = [(f["dir"], parse_message(f["text"].encode())) for f in side["frames"]]
-        print(f"===== {name}\n" + "\n".join(f"--- {f['dir']}\n{f['text']}" for f in side["frames"]))
-    assert proc.returncode == 0 and "error" not in report, failure(report, proc.stderr)
-    return report
-
-
-def failure(report: dict[str, Any], stderr: str) -> str:
-    """What the driver saw of each side when a step failed (the frames are printed)."""
-    lines = [f"{report.get('error')}", stderr]
-    for name in ("caller", "callee"):
-        side = report.get(name, {})
-        lines.append(f"{name}: " + repr({k: v for k, v in side.items() if k not in NOISE}))
-    return "\n".join(lines)
+    return call_report(enter([need_tool("node"), str(DRIVER), server, a, b]))
 
 
 def received(side: dict[str, Any], kind: type[Message], method: str) -> list[Any]:

@@ -1,4 +1,4 @@
-"""The browser app as files: its build, its module graph, its OAuth module.
+"""The browser app as files: its build, its module graph, its OAuth and call modules.
 
 No server here: what the page does in a browser is tests/wic/test_browser.py.
 """
@@ -10,15 +10,18 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from webims.wic import INDEX_HTML, STATIC_DIR
 
 from .conftest import ROOT, WIC_DIR, need_tool
 
 
-def test_oauth_module_unit_tests_pass_on_node() -> None:
+@pytest.mark.parametrize(("tests", "at_least"), [("oauth.test.mjs", 9), ("call.test.mjs", 3)])
+def test_the_modules_unit_tests_pass_on_node(tests: str, at_least: int) -> None:
     node = need_tool("node")
     out = subprocess.run(
-        [node, "--test", "--test-reporter=spec", str(Path(__file__).with_name("oauth.test.mjs"))],
+        [node, "--test", "--test-reporter=spec", str(Path(__file__).with_name(tests))],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -27,7 +30,7 @@ def test_oauth_module_unit_tests_pass_on_node() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     passed = re.search(r"pass (\d+)", out.stdout)
-    assert passed is not None and int(passed.group(1)) >= 9, out.stdout
+    assert passed is not None and int(passed.group(1)) >= at_least, out.stdout
 
 
 def test_the_bundle_is_jssip_at_the_pinned_version(wic_build: Path) -> None:

@@ -14,11 +14,13 @@
 //                  with "deactivated" is answered by a fresh registration,
 //                  with a fresh token when the one held is near its expiry;
 //                  "rejected" ends the registration for good: SPEC §9.4 14);
-//                  "Log out" unsubscribes, unregisters, logs out of the WWSF
-//                  and forgets everything.
+//                  once registered, audio calls to and from other IMPUs
+//                  (call.js); "Log out" hangs up, unsubscribes, unregisters,
+//                  logs out of the WWSF and forgets everything.
 // A failed WebSocket or REGISTER shows as such and leaves the token and the
 // identities on screen.
 
+import { Calls, callTarget } from "./call.js";
 import {
   OAuthError,
   exchangeCode,
@@ -50,6 +52,9 @@ const wic = {
   tokenRetried: false,
   // The last registration states shown, oldest first ({state, text, at}).
   regStates: [],
+  // The calls (call.js), and the last call states shown ({state, detail, at}).
+  calls: null,
+  callStates: [],
 };
 // For people debugging in the console and for the browser test.
 globalThis.webimsWic = wic;
@@ -91,6 +96,7 @@ function setRegistration(state, detail, status = 0) {
   } else {
     $("reg-detail").textContent = state === "failed" ? "" : detail || "";
   }
+  renderCallControls();
   if (state === "registered") {
     wic.tokenRetried = false;
   } else if (state === "failed" && status === 401 && !wic.tokenRetried && wic.line) {
@@ -100,6 +106,38 @@ function setRegistration(state, detail, status = 0) {
     clearTimeout(wic.refreshTimer);
     refresh();
   }
+}
+
+// Buttons of the call section for a call state (and the registration's).
+function renderCallControls() {
+  const state = $("call-state").dataset.state;
+  const registered = $("reg-state").dataset.state === "registered";
+  const idle = state === "idle" || state === "ended";
+  $("call").disabled = !(registered && idle);
+  $("answer").hidden = state !== "incoming";
+  $("hangup").hidden = idle;
+  $("hangup").textContent = state === "incoming" ? "Decline" : state === "calling" ? "Cancel" : "Hang up";
+}
+
+function setCall(state, detail) {
+  const el = $("call-state");
+  el.dataset.state = state;
+  el.textContent = state;
+  $("call-detail").textContent = detail || "";
+  wic.callStates.push({ state, detail: detail || "", at: Date.now() });
+  if (wic.callStates.length > 50) wic.callStates.shift();
+  renderCallControls();
+}
+
+function placeCall(event) {
+  event.preventDefault();
+  const typed = $("call-target").value;
+  const target = callTarget(typed, wic.config && wic.config.domain);
+  if (!target) {
+    setCall("ended", `not a SIP address or user: ${typed.trim() || "(nothing)"}`);
+    return;
+  }
+  wic.calls.call(target);
 }
 
 function saveTokens(tokens) {
@@ -235,6 +273,7 @@ async function startSip() {
       onState: setRegistration,
       freshToken: tokenForRegistration,
     });
+    wic.calls.attach(wic.line.ua);
     wic.line.start();
   } catch (err) {
     wic.line = null;
@@ -245,6 +284,7 @@ async function startSip() {
 async function stopSip() {
   const line = wic.line;
   wic.line = null;
+  wic.calls.close();
   if (line) await line.stop();
 }
 
@@ -330,6 +370,10 @@ async function logout() {
 async function main() {
   $("login").addEventListener("click", () => login().catch((err) => setError(err.message)));
   $("logout").addEventListener("click", () => logout());
+  wic.calls = new Calls({ audio: $("remote-audio"), onState: setCall });
+  $("call-form").addEventListener("submit", placeCall);
+  $("answer").addEventListener("click", () => wic.calls.answer());
+  $("hangup").addEventListener("click", () => wic.calls.hangUp());
   try {
     const response = await fetch("/api/config", { credentials: "same-origin", cache: "no-store" });
     if (!response.ok) throw new Error(`/api/config answered ${response.status}`);
