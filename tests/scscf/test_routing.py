@@ -54,11 +54,38 @@ async def test_s9_20_s9_35_terminating_430_removes_the_contact(deployment: Deplo
     request(dep.trusted, "MESSAGE", USER1_IMPU, route=dep.route)
     message = await dep.trusted.request("MESSAGE")
     dep.trusted.reply(message, 430, "Flow Failed")
-    assert (await dep.trusted.response()).status == 430
+    # RFC 5626 §11.5: the 430 stays between the edge proxy and the S-CSCF.
+    assert (await dep.trusted.response()).status == 480
     async with asyncio.timeout(5):
         while await dep.scscf.scscf.store.get(USER1_IMPU) is not None:
             await asyncio.sleep(0.05)
     assert dep.spy.kinds()[-1] == ServerAssignmentType.TIMEOUT_DEREGISTRATION
+
+
+async def test_a_dead_flow_beside_a_busy_device_gives_the_busy_answer(
+    deployment: Deployment,
+) -> None:
+    """The 430 of one branch ranks below any answer of a device (RFC 5626
+    §11.5): the caller hears 486 from the live one, the dead contact goes."""
+    dep = deployment
+    for n, token in ((1, "dead"), (2, "live")):
+        register(
+            dep.trusted, dep.route, USER1_IMPU, USER1_IMPI, n=n, path_value=path_to(dep, token)
+        )
+        assert (await dep.trusted.response()).status == 200
+    request(dep.trusted, "MESSAGE", USER1_IMPU, route=dep.route)
+    branches = [await dep.trusted.request("MESSAGE"), await dep.trusted.request("MESSAGE")]
+    by_token = {m.headers.get_all("Route")[0]: m for m in branches}
+    dep.trusted.reply(by_token[path_to(dep, "dead")], 430, "Flow Failed")
+    dep.trusted.reply(by_token[path_to(dep, "live")], 486, "Busy Here")
+    assert (await dep.trusted.response()).status == 486
+    async with asyncio.timeout(5):
+        while True:
+            registration = await dep.scscf.scscf.store.get(USER1_IMPU)
+            assert registration is not None
+            if [c.path for c in registration.contacts] == [(path_to(dep, "live"),)]:
+                break
+            await asyncio.sleep(0.05)
 
 
 async def test_originating_goes_to_the_icscf(deployment: Deployment) -> None:

@@ -9,7 +9,8 @@
 * Terminating (5.4.3.3): the Request-URI is an IMPU; a registered one forks to
   every live contact (parallel), each branch with the contact's Path as Route
   (RFC 3327 §5.3).  Not registered: 480; a barred IMPU: 404.  A 430 from a
-  branch (RFC 5626 §5.3: the edge proxy's flow is gone) removes that contact.
+  branch (RFC 5626 §5.3: the edge proxy's flow is gone) removes that contact;
+  when all branches answered 430 the caller gets 480.
 * Within a dialog (a To tag): the Route set decides, as for any proxy.
 
 The S-CSCF record-routes dialog-creating requests (5.4.3.2 step 9, 5.4.3.3
@@ -164,7 +165,10 @@ class Router:
         ctx.forward(targets, record_route=self._record_route(ctx), now=now)
 
     def on_response(self, ctx: ProxyContext, response: Response, now: float) -> None:
-        """RFC 5626 §5.3: a branch answered 430 (Flow Failed) loses its contact."""
+        """RFC 5626 §5.3: a branch answered 430 (Flow Failed) loses its contact.
+        When every branch did, the caller gets 480, not the 430: that one is
+        between an edge proxy and the registrar's proxy, and "endpoints should
+        never receive" it (§11.5)."""
         if response.status < 200:
             return
         fork = ctx.data.pop(_FORK, None)
@@ -176,6 +180,8 @@ class Router:
             for target, contact in fork.branches:
                 if target is branch.target:
                     self.cscf.spawn(self.lifecycle.flow_failed(fork.key, contact))
+        if response.status == 430 and ctx.reopen():
+            ctx.respond(480, "Temporarily Unavailable (flow failed)", now=now)
 
     def _respond(self, ctx: ProxyContext, status: int, reason: str | None = None) -> None:
         ctx.respond(status, reason, now=self.cscf.now())

@@ -812,12 +812,14 @@ def _ignore_response(response: Response, now: float) -> None:
 
 def _rank(resp: Response) -> tuple[int, int]:
     """Lower is better (§16.7 step 6): 6xx first, then the lowest class; within
-    4xx the statuses that let the caller retry (401/407, 415, 420, 484)."""
+    4xx the statuses that let the caller retry (401/407, 415, 420, 484), and
+    430 last: it says that an edge proxy's flow failed (RFC 5626 §11.5), not
+    what the user or another device of theirs answered."""
     status = resp.status
     if status >= 600:
         return (0, status)
     cls = status // 100
-    preferred = {401: 0, 407: 0, 415: 1, 420: 1, 484: 1}.get(status, 2)
+    preferred = {401: 0, 407: 0, 415: 1, 420: 1, 484: 1, 430: 3}.get(status, 2)
     return (cls, preferred * 1000 + status)
 
 
