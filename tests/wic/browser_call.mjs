@@ -13,9 +13,7 @@
 // sip.js package bundled here by esbuild; the token in the extraHeaders of its
 // Registerer, Inviter and Invitation).
 //
-// Chromium gets a fake microphone and the permission to use it, and
-// --allow-loopback-in-peer-connection: without it WebRTC gathers no candidate
-// on a machine (or a network namespace) whose only interface is loopback.
+// Chromium gets a fake microphone (chromium.mjs: MEDIA_FLAGS).
 //
 // Prints one JSON object on stdout: for each side ("caller", "callee") the
 // library and its version, the registration's outcome, the call's events in
@@ -29,16 +27,10 @@ import { once } from "node:events";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
-import { FLAGS, bundleSipJs, launch, require } from "./chromium.mjs";
+import { FLAGS, JSSIP_BUNDLE, MEDIA_FLAGS, bundleSipJs, jssipRegister, launch } from "./chromium.mjs";
 
 const [server, callerArg, calleeArg] = process.argv.slice(2);
 const STEP_MS = 20000;
-const JSSIP_BUNDLE = new URL("../../src/webims/wic/static/build/jssip.js", import.meta.url);
-const MEDIA_FLAGS = [
-  "--use-fake-device-for-media-stream",
-  "--use-fake-ui-for-media-stream",
-  "--allow-loopback-in-peer-connection",
-];
 
 function side(arg) {
   const [library, impu, token] = (arg || "").split(",");
@@ -79,47 +71,32 @@ async function serve(web) {
 
 // -- in the page: each library as its documentation shows it ---------------------
 
-// Starts the library and registers; resolves to the REGISTER's outcome.  Every
+// JsSIP, once registered (chromium.mjs: jssipRegister): every call the page
+// receives is answered with audio.  The page's state is globalThis.run:
+// {ua, events, session} (JsSIP's RTCPeerConnection is its session's
+// "connection").
+function jssipAnswerCalls() {
+  const run = globalThis.run;
+  const log = (event) => run.events.push(event);
+  run.ua.on("newRTCSession", ({ session, originator }) => {
+    run.session = session;
+    for (const name of ["progress", "accepted", "confirmed", "ended", "failed"]) {
+      session.on(name, (e) => log({ event: name, cause: e && e.cause ? e.cause : null }));
+    }
+    if (originator === "remote") {
+      log({ event: "incoming" });
+      session.answer({ mediaConstraints: { audio: true, video: false } });
+    }
+  });
+}
+
+// SIP.js: starts and registers; resolves to the REGISTER's outcome.  Every
 // call the page receives is answered with audio.  The page's state is
-// globalThis.run: {events, session, pc} (JsSIP's RTCPeerConnection is its
-// session's "connection").
-async function pageRegister({ library, server, impu, token, stepMs }) {
+// globalThis.run: {events, session, pc}.
+async function sipjsRegister({ server, impu, token, stepMs }) {
   const run = (globalThis.run = { events: [] });
   const log = (event) => run.events.push(event);
   const timeout = (what) => new Promise((_, reject) => setTimeout(() => reject(new Error(what)), stepMs));
-  if (library === "jssip") {
-    const { JsSIP } = globalThis;
-    const ua = new JsSIP.UA({
-      sockets: [new JsSIP.WebSocketInterface(server)],
-      uri: impu,
-      authorization_jwt: `Bearer ${token}`,
-      register: false,
-      session_timers: false,
-    });
-    run.ua = ua;
-    run.version = JsSIP.version;
-    ua.on("newRTCSession", ({ session, originator }) => {
-      run.session = session;
-      for (const name of ["progress", "accepted", "confirmed", "ended", "failed"]) {
-        session.on(name, (e) => log({ event: name, cause: e && e.cause ? e.cause : null }));
-      }
-      if (originator === "remote") {
-        log({ event: "incoming" });
-        session.answer({ mediaConstraints: { audio: true, video: false } });
-      }
-    });
-    const outcome = new Promise((resolve) => {
-      ua.once("registered", (e) => resolve({ status: e.response.status_code, registered: true }));
-      ua.once("registrationFailed", (e) =>
-        resolve({ status: e.response ? e.response.status_code : null, cause: e.cause, registered: false }),
-      );
-    });
-    const connected = new Promise((resolve) => ua.once("connected", resolve));
-    ua.start();
-    await Promise.race([connected, timeout("no WebSocket connection")]);
-    ua.register();
-    return Promise.race([outcome, timeout("no answer to the REGISTER")]);
-  }
   const { UserAgent, Registerer, SessionState } = globalThis.SIP;
   const auth = [`Authorization: Bearer ${token}`];
   const watch = (session) => {
@@ -290,8 +267,10 @@ try {
   const a = await openSide(context, origin, "caller", caller);
   const b = await openSide(context, origin, "callee", callee);
   for (const s of [a, b]) {
-    const args = { library: s.spec.library, server, impu: s.spec.impu, token: s.spec.token, stepMs: STEP_MS };
-    s.entry.register = await step(`register ${s.spec.impu}`, s.page.evaluate(pageRegister, args));
+    const args = { server, impu: s.spec.impu, token: s.spec.token, stepMs: STEP_MS };
+    const jssip = s.spec.library === "jssip";
+    s.entry.register = await step(`register ${s.spec.impu}`, s.page.evaluate(jssip ? jssipRegister : sipjsRegister, args));
+    if (jssip) await s.page.evaluate(jssipAnswerCalls);
     s.entry.version = await s.page.evaluate(() => globalThis.run.version);
     if (!s.entry.register.registered) throw new Error(`${s.spec.impu} did not register`);
   }

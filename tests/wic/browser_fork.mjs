@@ -24,7 +24,7 @@ import { once } from "node:events";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
-import { FLAGS, launch } from "./chromium.mjs";
+import { FLAGS, JSSIP_BUNDLE, MEDIA_FLAGS, jssipRegister, launch } from "./chromium.mjs";
 
 const [server, token1, token2a, token2b] = process.argv.slice(2);
 const USER1 = "sip:user1_public1@home1.net";
@@ -32,12 +32,6 @@ const USER2 = "sip:user2_public1@home1.net";
 const NOBODY = "sip:nobody_public1@home1.net";
 const ANSWER_MS = 1500;
 const STEP_MS = 20000;
-const JSSIP_BUNDLE = new URL("../../src/webims/wic/static/build/jssip.js", import.meta.url);
-const MEDIA_FLAGS = [
-  "--use-fake-device-for-media-stream",
-  "--use-fake-ui-for-media-stream",
-  "--allow-loopback-in-peer-connection",
-];
 const work = mkdtempSync(path.join(tmpdir(), "webims-fork-"));
 const report = { scenarios: {} };
 const pages = {};
@@ -57,19 +51,13 @@ async function serve(web) {
   return `http://127.0.0.1:${web.address().port}`;
 }
 
-// In the page: a JsSIP UA registered for `impu`; every incoming call rings
-// (180) and, while `run.answerMs` is set, is answered that long after.
-async function pageRegister({ server, impu, token, answerMs, stepMs }) {
-  const { JsSIP } = globalThis;
-  const ua = new JsSIP.UA({
-    sockets: [new JsSIP.WebSocketInterface(server)],
-    uri: impu,
-    authorization_jwt: `Bearer ${token}`,
-    register: false,
-    session_timers: false,
-  });
-  const run = (globalThis.run = { ua, events: [], session: null, answerMs });
-  ua.on("newRTCSession", ({ session, originator }) => {
+// In the page, once registered (chromium.mjs: jssipRegister): every incoming
+// call rings (180) and, while `run.answerMs` is set, is answered that long
+// after.
+function ringAndAnswer(answerMs) {
+  const run = globalThis.run;
+  run.answerMs = answerMs;
+  run.ua.on("newRTCSession", ({ session, originator }) => {
     run.session = session;
     for (const name of ["progress", "confirmed", "ended", "failed"]) {
       session.on(name, (e) => {
@@ -84,16 +72,6 @@ async function pageRegister({ server, impu, token, answerMs, stepMs }) {
       }
     }
   });
-  const timeout = (what) => new Promise((_, reject) => setTimeout(() => reject(new Error(what)), stepMs));
-  const connected = new Promise((resolve) => ua.once("connected", resolve));
-  ua.start();
-  await Promise.race([connected, timeout("no WebSocket")]);
-  const registered = new Promise((resolve, reject) => {
-    ua.once("registered", resolve);
-    ua.once("registrationFailed", (e) => reject(new Error(`registration failed: ${e.cause}`)));
-  });
-  ua.register();
-  await Promise.race([registered, timeout("no answer to the REGISTER")]);
 }
 
 async function open(context, origin, name, impu, token, answerMs) {
@@ -107,7 +85,9 @@ async function open(context, origin, name, impu, token, answerMs) {
   await page.goto(`${origin}/`);
   await page.waitForFunction(() => globalThis.JsSIP);
   report.step = `register ${name}`;
-  await page.evaluate(pageRegister, { server, impu, token, answerMs, stepMs: STEP_MS });
+  const outcome = await page.evaluate(jssipRegister, { server, impu, token, stepMs: STEP_MS });
+  if (!outcome.registered) throw new Error(`not registered: ${JSON.stringify(outcome)}`);
+  await page.evaluate(ringAndAnswer, answerMs);
   pages[name] = { page, lines };
 }
 

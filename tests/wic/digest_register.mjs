@@ -44,11 +44,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 
-import { bundleSipJs, launch, require } from "./chromium.mjs";
+import { JSSIP_BUNDLE, bundleSipJs, launch, require } from "./chromium.mjs";
 
 const [library, server, impu, impi, password, mode] = process.argv.slice(2);
 const modes = new Set((mode || "").split(",").filter(Boolean));
-const JSSIP_BUNDLE = new URL("../../src/webims/wic/static/build/jssip.js", import.meta.url);
 const STEP_MS = 15000;
 const work = mkdtempSync(path.join(tmpdir(), "webims-digest-"));
 const report = { library, events: [], frames: [], ladder: [], console: [] };

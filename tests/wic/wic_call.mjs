@@ -11,8 +11,7 @@
 // <to> is what the caller types.  MODE "decline": the callee presses
 // "Decline" instead of "Answer", and the caller's page must end the call.
 //
-// Chromium gets a fake microphone, the permission to use it, and
-// --allow-loopback-in-peer-connection (ICE on a loopback-only machine).
+// Chromium gets a fake microphone (chromium.mjs: MEDIA_FLAGS).
 //
 // Prints one JSON object on stdout: for "caller" and "callee", the call
 // states the page showed (state and detail, in order), the detail shown for
@@ -23,15 +22,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
-import { FLAGS, launch } from "./chromium.mjs";
+import { FLAGS, MEDIA_FLAGS, launch } from "./chromium.mjs";
 
 const [base, callerUser, calleeUser, to, mode] = process.argv.slice(2);
 const STEP_MS = 20000;
-const MEDIA_FLAGS = [
-  "--use-fake-device-for-media-stream",
-  "--use-fake-ui-for-media-stream",
-  "--allow-loopback-in-peer-connection",
-];
 const work = mkdtempSync(path.join(tmpdir(), "webims-wic-call-"));
 const report = {};
 const opened = [];
