@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,26 @@ def test_two_browsers_call_each_other_through_the_core_and_hear_each_other(
         events = [e["event"] for e in side["events"]]
         assert "ended" in events or "Terminated" in events, events
         assert "failed" not in events, events
+
+    # The call as `webims trace --calls` draws it from what the elements recorded.
+    ladder = last_call_ladder(netns_system[0])
+    assert ladder.startswith(f"INVITE {USER2}: 200 OK, BYE from the caller after "), ladder
+    assert "LIA 2001" in ladder and "200 OK (BYE)" in ladder
+
+
+def last_call_ladder(system: WebSystem) -> str:
+    """The plain ladder of the last call, once the elements have written it
+    (they flush their trace every quarter of a second)."""
+    argv = [sys.executable, "-m", "webims", "trace", "--calls", "--plain"]
+    out = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            [*argv, "--config", str(system.config)], capture_output=True, text=True, check=False
+        )
+        if "200 OK (BYE)" in out.stdout:
+            break
+        time.sleep(0.3)
+    assert out is not None and out.returncode == 0, out
+    print(out.stdout)
+    return out.stdout

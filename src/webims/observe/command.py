@@ -1,11 +1,12 @@
 """``webims trace``: the last registrations recorded by the elements of a
-deployment, as ladders (TS 24.371 Figure A.3.2-1 steps), and their SIP and
+deployment, as ladders (TS 24.371 Figure A.3.2-1 steps), or with ``--calls``
+the last calls WICs made (:mod:`webims.observe.calls`), and their SIP and
 Diameter messages as a capture file.
 
 The elements write ``<data_dir>/trace`` every ``[trace] flush_interval``
 (0.25 s), so a flow shows up that long after it ended.  Exit status: 0 when
 a flow was shown or the capture written, 1 when the trace holds no
-registration, 2 for a configuration error.
+registration (no call, with ``--calls``), 2 for a configuration error.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typer
 from rich.console import Console
 
 from ..config import ConfigError, load_settings
+from .calls import find_calls
 from .ladder import find_flows, render_plain, render_rich
 from .pcap import write_pcap
 from .record import read_trace
@@ -27,6 +29,7 @@ __all__ = ["trace"]
 
 
 def trace(
+    *,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="TOML configuration file.")
     ] = None,
@@ -34,15 +37,19 @@ def trace(
         Path | None, typer.Option("--data-dir", help="Where state, keys and certificates live.")
     ] = None,
     last: Annotated[
-        int, typer.Option("--last", "-n", min=1, help="How many registrations to show.")
+        int, typer.Option("--last", "-n", min=1, help="How many registrations (or calls) to show.")
     ] = 1,
+    calls: Annotated[
+        bool, typer.Option("--calls", help="The last calls made by WICs instead of registrations.")
+    ] = False,
     pcap: Annotated[
         Path | None,
         typer.Option("--pcap", help="Also write every recorded SIP and Diameter message (pcapng)."),
     ] = None,
     plain: Annotated[bool, typer.Option("--plain", help="Plain text, no colours.")] = False,
 ) -> None:
-    """The last registration flows as ladders, steps numbered as in TS 24.371 A.3.2."""
+    """The last registration flows as ladders, steps numbered as in TS 24.371 A.3.2
+    (with --calls: the last calls)."""
     try:
         settings = load_settings(config, data_dir=data_dir)
     except ConfigError as err:
@@ -57,10 +64,11 @@ def trace(
             typer.echo(f"webims: cannot write {pcap}: {err}", err=True)
             raise typer.Exit(1) from None
         typer.echo(f"wrote {count} SIP and Diameter messages to {pcap}", err=True)
-    flows = find_flows(records, last)
+    flows = find_calls(records, last) if calls else find_flows(records, last)
     if not flows:
         off = "" if settings.trace.enabled else " ([trace] enabled = false)"
-        typer.echo(f"webims: no registration in the trace at {directory}{off}", err=True)
+        what = "call" if calls else "registration"
+        typer.echo(f"webims: no {what} in the trace at {directory}{off}", err=True)
         raise typer.Exit(0 if pcap is not None else 1)
     if plain or not sys.stdout.isatty():
         typer.echo("\n".join(render_plain(flow) for flow in flows), nl=False)

@@ -39,15 +39,18 @@ from .record import Address, TraceRecord, read_trace
 __all__ = [
     "COLUMNS",
     "NO_FINAL",
+    "PCSCF",
     "WIC",
     "Exchange",
     "LadderFlow",
     "Step",
+    "cx_steps",
     "exchanges",
     "find_flows",
     "load_flows",
     "render_plain",
     "render_rich",
+    "sip_views",
 ]
 
 WIC: Final = "WIC"
@@ -150,6 +153,18 @@ def exchanges(records: Sequence[TraceRecord]) -> list[Exchange]:
     return out
 
 
+def sip_views(msgs: Sequence[Exchange]) -> Callable[[int], SipView | None]:
+    """The SIP view of ``msgs[i]``, parsed once when first asked for."""
+    views: dict[int, SipView | None] = {}
+
+    def view(i: int) -> SipView | None:
+        if i not in views:
+            views[i] = sip_view(msgs[i].payload)
+        return views[i]
+
+    return view
+
+
 def _http(r: TraceRecord | Exchange) -> dict[str, object]:
     try:
         value = json.loads(r.payload)
@@ -175,12 +190,7 @@ def find_flows(
     when given), oldest first."""
     wanted = set(impus) if impus is not None else None
     msgs = exchanges(records)
-    views: dict[int, SipView | None] = {}
-
-    def view(i: int) -> SipView | None:
-        if i not in views:
-            views[i] = sip_view(msgs[i].payload)
-        return views[i]
+    view = sip_views(msgs)
 
     found: list[LadderFlow] = []
     done: set[tuple[str, int]] = set()
@@ -222,7 +232,7 @@ def _flow(
     steps: list[Step] = []
     steps += _oauth_steps(msgs, first, reg.to_uri)
     steps += _sip_steps(chain, msgs[max(0, first - _LOOK_BACK) : first])
-    steps += _cx_steps(msgs, t0, t1, reg.to_uri, impi)
+    steps += cx_steps(msgs, t0, t1, reg.to_uri, impi)
     steps += _introspection_steps(msgs, t0, t1)
     steps.sort(key=lambda s: (s.time, s.order))
     final = next(
@@ -334,9 +344,9 @@ def _validation_step(
     return Step(4, register.time, at, at, label, "note", order=1)
 
 
-def _cx_steps(
-    msgs: list[Exchange], t0: float, t1: float, impu: str, impi: str | None
-) -> list[Step]:
+def cx_steps(msgs: list[Exchange], t0: float, t1: float, impu: str, impi: str | None) -> list[Step]:
+    """The Cx requests between ``t0`` and ``t1`` about ``impu`` (or ``impi``),
+    with their answers (by Session-Id)."""
     cx: list[tuple[Exchange, DiameterView]] = []
     sessions: set[str] = set()
     for x in msgs:

@@ -52,6 +52,10 @@ class SipView:
     to_uri: str
     #: The Authorization header field values, as received.
     authorization: tuple[str, ...]
+    #: The Request-URI of a request ("" for a response).
+    request_uri: str = ""
+    #: The To tag: a request with one is inside a dialog.
+    to_tag: str | None = None
 
 
 def sip_view(payload: bytes) -> SipView | None:
@@ -60,12 +64,14 @@ def sip_view(payload: bytes) -> SipView | None:
         cseq = msg.cseq
         call_id = msg.call_id
         to_uri = str(msg.to.uri)
+        to_tag = msg.to_tag
     except (SipError, ValueError):
         return None
     auth = tuple(msg.headers.get_all("Authorization"))
     if isinstance(msg, Request):
+        label = f"{msg.method} {msg.uri_text}"
         return SipView(
-            True, f"{msg.method} {msg.uri_text}", None, call_id, cseq.seq, cseq.method, to_uri, auth
+            True, label, None, call_id, cseq.seq, cseq.method, to_uri, auth, msg.uri_text, to_tag
         )
     return SipView(
         False,
@@ -76,6 +82,7 @@ def sip_view(payload: bytes) -> SipView | None:
         cseq.method,
         to_uri,
         auth,
+        to_tag=to_tag,
     )
 
 
