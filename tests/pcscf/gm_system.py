@@ -203,9 +203,14 @@ class Phone:
                 return msg
 
     def _answer(self, req: Request) -> None:
+        """200, as a UA answers: its tag ``callee`` (the one ``bye_as_callee`` sends
+        from), and Record-Route copied into the answer to an INVITE (RFC 3261 §12.1.1)."""
         self.received.append(req)
-        if req.method != "ACK":
-            self.send(make_response(req, 200, to_tag=new_tag()).serialize())
+        if req.method == "ACK":
+            return
+        copied = req.headers.get_all("Record-Route") if req.method == "INVITE" else []
+        extra = [("Record-Route", value) for value in copied]
+        self.send(make_response(req, 200, to_tag="callee", extra=extra).serialize())
 
     def final_response(self) -> Response:
         """The next final response (requests meanwhile are answered 200)."""

@@ -128,7 +128,11 @@ class FakeCore:
             if self.notify:
                 out.append(self.notify_for(req, tag, "active", "active", "registered"))
             return out
-        return [make_response(req, 200, to_tag=new_tag()).serialize()]
+        # A UAS copies Record-Route into its answers to a dialog-forming request
+        # (RFC 3261 §12.1.1).
+        copied = req.headers.get_all("Record-Route") if req.method in ("INVITE", "REFER") else []
+        extra = [("Record-Route", value) for value in copied]
+        return [make_response(req, 200, to_tag=new_tag(), extra=extra).serialize()]
 
     def _register(self, req: Request) -> bytes:
         if self.register_status != 200:
@@ -248,16 +252,19 @@ class Wic:
         extra: str = "",
         to_tag: str | None = None,
         call_id: str | None = None,
+        from_tag: str | None = None,
+        uri: str | None = None,
     ) -> str:
+        """A request of this WIC; ``uri``: its Request-URI when not ``to``."""
         n = next(_n)
         tag = f";tag={to_tag}" if to_tag else ""
         body = "hello" if method == "MESSAGE" else ""
         ctype = "Content-Type: text/plain\r\n" if body else ""
         return (
-            f"{method} {to} SIP/2.0\r\n"
+            f"{method} {uri or to} SIP/2.0\r\n"
             f"Via: SIP/2.0/WSS {self.host};branch=z9hG4bK-m{n}\r\n"
             "Max-Forwards: 70\r\n"
-            f"From: <{from_}>;tag=m{n}\r\n"
+            f"From: <{from_}>;tag={from_tag or f'm{n}'}\r\n"
             f"To: <{to}>{tag}\r\n"
             f"Call-ID: {call_id or f'm{n}@{self.host}'}\r\n"
             f"CSeq: 1 {method}\r\n"

@@ -264,7 +264,9 @@ def token_of(pcscf: Deployment) -> str:
 async def test_ue_originated_dialog_is_double_record_routed(pcscf: Deployment) -> None:
     """RFC 5658: the core sees the Mw-side entry on top, the UE the Gm-side one (the
     address and transport it used) first in its route set; its in-dialog request
-    through both leaves the eP-CSCF without either."""
+    through both leaves the eP-CSCF without either, and without a Route the UE added
+    that the dialog's route set does not have (TS 24.229 5.2.6.3.3).  A request in a
+    dialog the eP-CSCF never saw is refused."""
     phone = phone_for(pcscf)
     try:
         await registered(pcscf, phone)
@@ -282,17 +284,23 @@ async def test_ue_originated_dialog_is_double_record_routed(pcscf: Deployment) -
         assert (gm_side.user, gm_side.host, gm_side.port) == (token, "127.0.0.1", pcscf.sip_port)
         assert "transport" not in gm_side.params and "lr" in gm_side.params
 
-        core_hop = f"sip:127.0.0.1:{pcscf.core.port};transport=tcp;lr"
-        bye = (
-            f"BYE sip:callee@127.0.0.1:{pcscf.core.port};transport=tcp SIP/2.0\r\n"
-            f"Via: {phone.via()}\r\nMax-Forwards: 70\r\n"
-            f"Route: <{gm_side}>, <{mw_side}>, <{core_hop}>\r\n"
-            f"From: {sent.headers.get('From')}\r\nTo: <{USER2.impu}>;tag=callee\r\n"
-            f"Call-ID: {sent.call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
-        ).encode()
-        assert (await asyncio.to_thread(phone.exchange, bye)).status == 200
+        # The core's 200 carried the Record-Route back: that is the dialog's route set.
+        assert [str(rr.uri) for rr in ok.record_routes] == [str(mw_side), str(gm_side)]
+        elsewhere = "sip:127.0.0.1:9;transport=tcp;lr"
+
+        def bye(to_tag: str) -> bytes:
+            return (
+                f"BYE sip:callee@127.0.0.1:{pcscf.core.port};transport=tcp SIP/2.0\r\n"
+                f"Via: {phone.via()}\r\nMax-Forwards: 70\r\n"
+                f"Route: <{gm_side}>, <{mw_side}>, <{elsewhere}>\r\n"
+                f"From: {sent.headers.get('From')}\r\nTo: <{USER2.impu}>;tag={to_tag}\r\n"
+                f"Call-ID: {sent.call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+
+        assert (await asyncio.to_thread(phone.exchange, bye("no-such-dialog"))).status == 403
+        assert (await asyncio.to_thread(phone.exchange, bye(ok.to_tag or ""))).status == 200
         [got] = pcscf.core.of("BYE")
-        assert [str(r.uri) for r in got.routes] == [core_hop]
+        assert got.routes == []
     finally:
         phone.close()
 

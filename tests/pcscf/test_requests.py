@@ -105,21 +105,39 @@ async def test_s8_50_identities_of_connection_a_are_unusable_on_connection_b(
 async def test_s8_48_in_dialog_requests_follow_our_record_route_only(
     site: WafSite, pcscf: Deployment
 ) -> None:
+    """A request in a dialog goes through our Record-Route for its connection, in a
+    dialog this connection made through us, and along that dialog's route set only
+    (TS 24.229 5.2.6.3.3): a WIC cannot send "in-dialog" requests wherever it likes."""
     token = (await site.tokens())["access_token"]
     async with pcscf.wic() as wic:
         assert (await wic.register(token)).status == 200
         reg = next(iter(pcscf.app.bindings._by_flow.values()))
-        # A BYE in a dialog through us: Route = our Record-Route, then the far end.
-        far = f"<sip:127.0.0.1:{pcscf.core.port};transport=tcp;lr>"
-        route = f"Route: <{reg.record_route}>, {far}\r\nAuthorization: Bearer {token}\r\n"
-        bye = wic.request_message("BYE", to_tag="callee1", extra=route)
-        assert (await wic.send(bye)).status == 200
+        invite = wic.request_message("INVITE", call_id="dialog-1", from_tag="caller")
+        answer = await wic.send(invite)
+        assert answer.status == 200 and answer.to_tag
+        assert [str(rr.uri) for rr in answer.record_routes] == [reg.record_route]
+        # A BYE in it, with our Record-Route and then a hop of the WIC's own.
+        far_end = f"sip:callee@127.0.0.1:{pcscf.core.port};transport=tcp"
+        elsewhere = "<sip:127.0.0.1:9;transport=tcp;lr>"
+        route = f"Route: <{reg.record_route}>, {elsewhere}\r\nAuthorization: Bearer {token}\r\n"
+
+        def bye(to_tag: str, routes: str = route) -> str:
+            return wic.request_message(
+                "BYE",
+                to_tag=to_tag,
+                extra=routes,
+                call_id="dialog-1",
+                from_tag="caller",
+                uri=far_end,
+            )
+
+        assert (await wic.send(bye(answer.to_tag))).status == 200
         [forwarded] = pcscf.core.of("BYE")
-        assert [str(r) for r in forwarded.routes] == [far]
+        assert forwarded.routes == []  # the dialog's route set: nothing beyond us
         assert "Authorization" not in forwarded.headers
-        # A "dialog" that did not come through this connection's flow: refused.
-        spoofed = wic.request_message("BYE", to_tag="x", extra=f"Route: {far}\r\n")
-        assert (await wic.send(spoofed)).status == 403
+        # A dialog this connection never made, or one without our Record-Route: refused.
+        assert (await wic.send(bye("x"))).status == 403
+        assert (await wic.send(bye(answer.to_tag, f"Route: {elsewhere}\r\n"))).status == 403
     assert len(pcscf.core.of("BYE")) == 1
 
 

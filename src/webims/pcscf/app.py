@@ -32,6 +32,7 @@ from ..sip.proxy import ProxyContext
 from ..transport.flow import Flow
 from . import gm, regevent, register, routing
 from .bindings import Bindings, Registration, RegSubscription
+from .dialogs import Dialogs
 from .routing import CHARGING_HEADERS
 from .token import TokenValidator
 
@@ -79,6 +80,8 @@ class EpCscf:
         self.validator = validator
         self.config = config
         self.bindings = Bindings()
+        #: The UEs' dialogs and their route sets (``dialogs.py``).
+        self.dialogs = Dialogs()
         self.icid = IcidGenerator(config.host)
         self.transport: TransportLayer = cscf.endpoint.transport
         #: Mw peers on the SIP port; any other source there is a UE (``gm.py``).
@@ -123,6 +126,7 @@ class EpCscf:
         return gm.identity_challenge(self.config.domain)
 
     def on_response(self, ctx: ProxyContext, response: Response, now: float) -> None:
+        routing.on_ue_response(self, ctx, response)
         source = ctx.source
         wic = isinstance(source, Flow) and source.transport in WIC_TRANSPORTS
         if not (wic or gm.UE_SIDE in ctx.data):
@@ -149,6 +153,7 @@ class EpCscf:
             self._arm(when)
 
     def drop(self, reg: Registration, why: str) -> None:
+        self.dialogs.drop_flow(reg.flow)
         if self.bindings.remove(reg):
             log.debug("eP-CSCF: %s unbound from %s (%s)", reg.impi, reg.flow, why)
 
@@ -220,6 +225,7 @@ class EpCscf:
         with ``deregister_on_close``, until the deregistration sent on its behalf is
         answered), but its flow is dead (terminating requests get 430 as its token no
         longer resolves) and its identities are never moved to another connection."""
+        self.dialogs.drop_flow(flow)
         reg = self.bindings.for_flow(flow)
         if reg is None or reg.dead:
             return
@@ -240,6 +246,7 @@ class EpCscf:
         self._timer = None
         self._timer_at = None
         for reg in self.bindings.expire(self.cscf.now()):
+            self.dialogs.drop_flow(reg.flow)
             log.debug("eP-CSCF: registration of %s on %s expired", reg.impi, reg.flow)
         when = self.bindings.next_expiry()
         if when is not None:

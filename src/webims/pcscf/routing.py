@@ -16,15 +16,18 @@ From a WIC (TS 24.229 5.2.6.3; TS 33.203 X.3 binding; SPEC §8 items 46–50):
   is what authorises them (SPEC §1.4 C leaves re-validation open);
 * outside a dialog, Route is replaced by the stored Service-Route (RFC 3608) and
   dialog-forming requests are record-routed with the flow token; inside one, the
-  request must come through our Record-Route for this very connection and follows
-  its Route set.
+  request must come through our Record-Route for this very connection, in a dialog
+  the eP-CSCF saw this connection make (``dialogs.py``), and it goes along that
+  dialog's route set, not along Route values of the UE's own making (TS 24.229
+  5.2.6.3.3): anything else gets 403.
 
 From the core (SPEC §1.4 D, RFC 5626 §5.3): a request whose consumed Route (the Path
 of the registration, or our Record-Route) carries a flow token goes to that flow; a
 token that no longer resolves (forged, or the connection gone) gets 430 Flow Failed.
 P-Charging-* is removed; dialog-forming requests are record-routed with the same
-token.  A NOTIFY of our reg event subscription is ours (``regevent.py``); an OPTIONS
-to us is answered 200; anything else is not for the eP-CSCF (404 or 403).
+token, and the UE's answer to one makes a dialog of that connection.  A NOTIFY of our
+reg event subscription is ours (``regevent.py``); an OPTIONS to us is answered 200;
+anything else is not for the eP-CSCF (404 or 403).
 """
 
 from __future__ import annotations
@@ -34,15 +37,18 @@ from typing import TYPE_CHECKING
 
 from ..sip.errors import ParseError
 from ..sip.headers import header_key
+from ..sip.message import Response
 from ..sip.proxy import ProxyContext, Target
 from ..sip.uri import SipURI
+from ..transport.flow import Flow
 from . import gm, regevent
 from .bindings import impu_key
+from .dialogs import DialogKey, UeDialog
 
 if TYPE_CHECKING:
     from .app import EpCscf
 
-__all__ = ["CHARGING_HEADERS", "from_core", "from_wic"]
+__all__ = ["CHARGING_HEADERS", "from_core", "from_wic", "on_ue_response"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,12 @@ CHARGING_HEADERS = ("P-Charging-Vector", "P-Charging-Function-Addresses")
 
 #: Requests that create a dialog, and so are record-routed (RFC 3261 §16.6 step 4).
 DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+
+#: ``ProxyContext.data`` keys: a dialog-forming request of a UE (its flow), one the
+#: core sent a UE (the flow and the Record-Route it came with), a BYE of a dialog.
+_ORIGINATING = "pcscf.dialog.originating"
+_TERMINATING = "pcscf.dialog.terminating"
+_ENDING = "pcscf.dialog.ending"
 
 #: Removed from every request of a WIC (its own values are set where needed).
 _UNTRUSTED = (
@@ -93,9 +105,16 @@ def from_wic(app: EpCscf, ctx: ProxyContext, now: float) -> None:
         return
     in_dialog = req.to_tag is not None
     used = ctx.route_used
-    if in_dialog and not (isinstance(used, SipURI) and used.user == reg.flow_token):
-        ctx.respond(403, "Not a dialog of this connection", now=now)
-        return
+    dialog: UeDialog | None = None
+    if in_dialog:
+        key: DialogKey = (req.call_id, req.from_tag or "", req.to_tag or "")
+        dialog = app.dialogs.get(key)
+        ours = isinstance(used, SipURI) and used.user == reg.flow_token
+        if not ours or dialog is None or dialog.flow != ctx.source:
+            ctx.respond(403, "Not a dialog of this connection", now=now)
+            return
+        if req.method == "BYE":
+            ctx.data[_ENDING] = key
     try:
         preferred = req.p_preferred_identity
         from_key = impu_key(req.from_.uri)
@@ -118,7 +137,10 @@ def from_wic(app: EpCscf, ctx: ProxyContext, now: float) -> None:
         h.remove(name)
     h.add("P-Asserted-Identity", f"<{asserted}>")
     h.add("P-Charging-Vector", app.icid.vector())
-    if in_dialog:
+    if dialog is not None:
+        h.remove("Route")
+        for route in dialog.routes:
+            h.add("Route", route)
         ctx.forward(now=now)
         return
     if not reg.service_route:
@@ -127,7 +149,10 @@ def from_wic(app: EpCscf, ctx: ProxyContext, now: float) -> None:
     h.remove("Route")
     for route in reg.service_route:
         h.add("Route", route)
-    record_route = reg.record_route if req.method in DIALOG_FORMING else None
+    record_route = None
+    if req.method in DIALOG_FORMING:
+        record_route = reg.record_route
+        ctx.data[_ORIGINATING] = ctx.source
     ctx.forward(record_route=record_route, now=now)
 
 
@@ -144,6 +169,10 @@ def from_core(app: EpCscf, ctx: ProxyContext, now: float) -> None:
             req.headers.remove(name)
         dialog_forming = req.method in DIALOG_FORMING and req.to_tag is None
         record_route = app.flow_uri(token) if dialog_forming else None
+        if dialog_forming:
+            ctx.data[_TERMINATING] = (flow, tuple(str(r) for r in req.record_routes))
+        elif req.method == "BYE" and req.to_tag and req.from_tag:
+            ctx.data[_ENDING] = (req.call_id, req.to_tag, req.from_tag)
         ue_side = gm.record_route_towards_ue(flow, token) if dialog_forming else []
         target = Target(req.uri, dest=flow, headers_first=ue_side)  # RFC 5658, gm.py
         ctx.forward([target], record_route=record_route, now=now)
@@ -160,3 +189,22 @@ def from_core(app: EpCscf, ctx: ProxyContext, now: float) -> None:
             ctx.respond(404, now=now)
         return
     ctx.respond(403, "Not relayed by this eP-CSCF", now=now)
+
+
+def on_ue_response(app: EpCscf, ctx: ProxyContext, response: Response) -> None:
+    """The dialogs a response makes or ends (``dialogs.py``): an answer to a
+    dialog-forming request of a UE, or a UE's answer to one from the core; a
+    2xx to a BYE."""
+    data = ctx.data
+    if not data:
+        return
+    source = data.get(_ORIGINATING)
+    if isinstance(source, Flow):
+        app.dialogs.note_originating(source, ctx.request, response, app.cscf.endpoint.is_local)
+    terminating = data.get(_TERMINATING)
+    if isinstance(terminating, tuple):
+        flow, routes = terminating
+        app.dialogs.note_terminating(flow, ctx.request, response, routes)
+    ending = data.get(_ENDING)
+    if isinstance(ending, tuple) and 200 <= response.status < 300:
+        app.dialogs.remove(ending)
