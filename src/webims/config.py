@@ -108,6 +108,11 @@ class PcscfSettings(ElementSettings):
     #: TS 33.203 X.2: SIP Digest over WSS, challenged by the S-CSCF).  Off: the
     #: web-authentication mode, where every REGISTER needs a Bearer token.
     ims_auth: bool = False
+    #: Check again the Bearer token a WIC sends with a request outside a dialog
+    #: (INVITE, MESSAGE, SUBSCRIBE…; TS 24.371 7.2.1, SPEC §1.4 C): an expired, revoked
+    #: or forged one gets 401 ``invalid_token``, another subscriber's 403.  Requests
+    #: without a token, and requests inside a dialog, are authorised by the binding.
+    revalidate_tokens: bool = True
 
 
 class IcscfSettings(ElementSettings):

@@ -165,3 +165,77 @@ async def test_s8_49_an_options_probe_of_the_pcscf_itself_needs_no_registration(
         # Anything for somewhere else still needs a registration on this connection.
         assert (await wic.send(wic.request_message("OPTIONS"))).status == 403
     assert pcscf.core.received == []
+
+
+# -- the token on later requests (TS 24.371 7.2.1; SPEC §1.4 C) ---------------------------
+
+
+def _forged(token: str) -> str:
+    head, _, signature = token.rpartition(".")
+    return f"{head}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
+
+
+async def test_a_token_on_a_later_request_is_checked_again(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    """Outside a dialog, a WIC's token that is no longer good gets what a REGISTER
+    with it would (401 ``invalid_token``), another subscriber's 403, and nothing
+    goes to the core; a good one, or none at all, lets the bound connection through."""
+    token = (await site.tokens())["access_token"]
+    other = (await site.tokens("user2"))["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+
+        def invite(bearer: str | None, call_id: str) -> str:
+            extra = f"Authorization: Bearer {bearer}\r\n" if bearer else ""
+            return wic.request_message("INVITE", extra=extra, call_id=call_id)
+
+        forged = await wic.send(invite(_forged(token), "forged"))
+        assert forged.status == 401
+        assert 'error="invalid_token"' in (forged.headers.get("WWW-Authenticate") or "")
+        assert (await wic.send(invite(other, "other"))).status == 403
+        assert (await wic.send(invite(token, "good"))).status == 200
+        assert (await wic.send(invite(None, "none"))).status == 200
+        site.clock.advance(3600)  # the token has expired; the registration has not
+        expired = await wic.send(invite(token, "expired"))
+        assert expired.status == 401
+        assert 'error="invalid_token"' in (expired.headers.get("WWW-Authenticate") or "")
+    assert [m.call_id for m in pcscf.core.of("INVITE")] == ["good", "none"]
+    assert all("Authorization" not in m.headers for m in pcscf.core.of("INVITE"))
+
+
+async def test_inside_a_dialog_an_expired_token_still_ends_the_call(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+        auth = f"Authorization: Bearer {token}\r\n"
+        invite = wic.request_message("INVITE", extra=auth, call_id="call", from_tag="a")
+        answer = await wic.send(invite)
+        assert answer.status == 200 and answer.to_tag
+        site.clock.advance(3600)
+        far_end = f"sip:callee@127.0.0.1:{pcscf.core.port};transport=tcp"
+        bye = wic.request_message(
+            "BYE",
+            to_tag=answer.to_tag,
+            extra=f"Route: {answer.headers.get('Record-Route')}\r\n{auth}",
+            call_id="call",
+            from_tag="a",
+            uri=far_end,
+        )
+        assert (await wic.send(bye)).status == 200
+    assert len(pcscf.core.of("BYE")) == 1
+
+
+async def test_without_revalidation_a_later_token_is_only_stripped(
+    site: WafSite, start_pcscf: StartPcscf
+) -> None:
+    pcscf = await start_pcscf(site, revalidate_tokens=False)
+    token = (await site.tokens())["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+        extra = f"Authorization: Bearer {_forged(token)}\r\n"
+        assert (await wic.send(wic.request_message("MESSAGE", extra=extra))).status == 200
+    [message] = pcscf.core.of("MESSAGE")
+    assert "Authorization" not in message.headers

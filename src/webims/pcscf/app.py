@@ -68,6 +68,8 @@ class PcscfConfig:
     deregister_on_close: bool = False
     #: WICs may register with SIP Digest instead of a token (``gm.handle_register``).
     ims_auth: bool = False
+    #: Check again the token a WIC sends on a request outside a dialog (``routing``).
+    revalidate_tokens: bool = True
     #: Expires of the reg event SUBSCRIBE (TS 24.229 5.2.3: 600 000 seconds).
     reg_event_expires: int = 600000
 

@@ -74,6 +74,7 @@ def pcscf_config(cscf: Cscf) -> PcscfConfig:
         subscribe_reg_event=settings.pcscf.subscribe_reg_event,
         deregister_on_close=settings.pcscf.deregister_on_close,
         ims_auth=settings.pcscf.ims_auth,
+        revalidate_tokens=settings.pcscf.revalidate_tokens,
     )
 
 

@@ -46,7 +46,7 @@ from ..sip.uac import new_call_id, new_request
 from ..transport.flow import Flow
 from . import regevent
 from .bindings import Registration, impu_key, shared, shared_routes
-from .token import ExpiredToken, TokenError, bearer_from_authorization, www_authenticate
+from .token import ExpiredToken, TokenError, UnreadableBearer, bearer_token, www_authenticate
 
 if TYPE_CHECKING:
     from .app import EpCscf
@@ -92,24 +92,6 @@ class RegisterAttempt:
 # -- 1. credentials ------------------------------------------------------------------------
 
 
-class _Unreadable(Exception):
-    """An Authorization header with the Bearer scheme whose token cannot be read."""
-
-
-def bearer_token(req: Request) -> str | None:
-    """The one Bearer token of the REGISTER, None without one; _Unreadable if broken."""
-    found: str | None = None
-    for value in req.headers.get_all("Authorization"):
-        scheme = value.split(None, 1)
-        if not scheme or scheme[0].lower() != "bearer":
-            continue
-        token = bearer_from_authorization(value)
-        if token is None or (found is not None and token != found):
-            raise _Unreadable("unreadable or repeated Bearer credentials")
-        found = token
-    return found
-
-
 def is_deregistration(req: Request) -> bool:
     """RFC 3261 §10.2.2: ``Contact: *``, or every contact with an expiry of zero."""
     if req.contact_star:
@@ -134,7 +116,7 @@ def handle_register(app: EpCscf, ctx: ProxyContext, now: float) -> None:
         token = bearer_token(req)
         deregistration = is_deregistration(req)
         to_key, from_key = impu_key(req.to.uri), impu_key(req.from_.uri)
-    except _Unreadable as err:
+    except UnreadableBearer as err:
         challenge = www_authenticate(config.domain, config.authz_server, error="invalid_request")
         ctx.respond(400, str(err), headers=[("WWW-Authenticate", challenge)], now=now)
         return
@@ -187,10 +169,10 @@ async def _validate_and_forward(
                 deregistration=True,
             )
             return
-        _refuse(app, ctx, err)
+        refuse(app, ctx, err)
         return
     except TokenError as err:
-        _refuse(app, ctx, err)
+        refuse(app, ctx, err)
         return
     allowed = {impu_key(impu) for impu in info.impus}
     if to_key not in allowed or from_key not in allowed:
@@ -209,13 +191,14 @@ async def _validate_and_forward(
     )
 
 
-def _refuse(app: EpCscf, ctx: ProxyContext, err: TokenError) -> None:
-    """The answer of SPEC §1.4 B for a token that is not accepted."""
+def refuse(app: EpCscf, ctx: ProxyContext, err: TokenError) -> None:
+    """The answer of SPEC §1.4 B for a token that is not accepted (on a REGISTER, or
+    on a later request that carried one)."""
     challenge = err.www_authenticate(app.config.domain, app.config.authz_server)
     headers = [("WWW-Authenticate", challenge)] if challenge is not None else []
     if err.status == 503:
         headers.append(("Retry-After", "5"))
-    log.debug("eP-CSCF: REGISTER from %s refused: %s", ctx.source, err.reason)
+    log.debug("eP-CSCF: %s from %s refused: %s", ctx.request.method, ctx.source, err.reason)
     ctx.respond(err.status, headers=headers, now=app.cscf.now())
 
 

@@ -11,9 +11,11 @@ From a WIC (TS 24.229 5.2.6.3; TS 33.203 X.3 binding; SPEC §8 items 46–50):
 * the WIC's P-Asserted-Identity, P-Preferred-Identity, P-Visited-Network-ID,
   P-Charging-* and Bearer credentials are removed (24.371 7.2.1 has the WIC send its
   token on every request; the core never sees one), a new P-Charging-Vector added;
-* the token a WIC sends on later requests (24.371 7.2.1) is not validated again: the
-  connection's binding, made by a validated REGISTER and refreshed with a valid token,
-  is what authorises them (SPEC §1.4 C leaves re-validation open);
+* the token a WIC sends on a later request outside a dialog (24.371 7.2.1) is checked
+  again (``[pcscf] revalidate_tokens``, SPEC §1.4 C): no longer valid, 401 (or what
+  a REGISTER with it would get); another subscriber's, 403.  The connection's binding,
+  made by a validated REGISTER, is what authorises the request, with a token or
+  without one; requests inside a dialog are not checked again (a call can always end);
 * outside a dialog, Route is replaced by the stored Service-Route (RFC 3608) and
   dialog-forming requests are record-routed with the flow token; inside one, the
   request must come through our Record-Route for this very connection, in a dialog
@@ -42,8 +44,10 @@ from ..sip.proxy import ProxyContext, Target
 from ..sip.uri import SipURI
 from ..transport.flow import Flow
 from . import gm, regevent
-from .bindings import impu_key
+from .bindings import Registration, impu_key
 from .dialogs import DialogKey, UeDialog
+from .register import refuse
+from .token import TokenError, UnreadableBearer, bearer_token
 
 if TYPE_CHECKING:
     from .app import EpCscf
@@ -131,6 +135,53 @@ def from_wic(app: EpCscf, ctx: ProxyContext, now: float) -> None:
             ctx.respond(403, "From identity not registered on this connection", now=now)
             return
         asserted = reg.default_impu
+    token = None
+    if dialog is None and app.config.revalidate_tokens and req.method not in ("ACK", "CANCEL"):
+        try:
+            token = bearer_token(req)
+        except UnreadableBearer as err:
+            ctx.respond(400, str(err), now=now)
+            return
+    if token is not None:
+        app.cscf.spawn(_revalidated(app, ctx, token, reg, asserted))
+        return
+    _relay(app, ctx, reg, dialog, asserted=asserted, now=now)
+
+
+async def _revalidated(
+    app: EpCscf, ctx: ProxyContext, token: str, reg: Registration, asserted: str
+) -> None:
+    """TS 24.371 7.2.1: the token a WIC sends with a request outside a dialog is
+    checked again (SPEC §1.4 C): one that is no longer valid gets the answer of a
+    REGISTER with it (401 ``invalid_token``, 403, 503), one of another subscriber
+    403; the connection's binding is what the request is asserted by all the same."""
+    try:
+        info = await app.validator.validate(token)
+    except TokenError as err:
+        refuse(app, ctx, err)
+        return
+    if info.impi != reg.impi:
+        ctx.respond(403, "Token of another subscriber", now=app.cscf.now())
+        return
+    current = app.bindings.for_flow(ctx.source)  # the binding may have gone meanwhile
+    if current is None or current.impi != reg.impi:
+        ctx.respond(403, "Not registered on this connection", now=app.cscf.now())
+        return
+    _relay(app, ctx, current, None, asserted=asserted, now=app.cscf.now())
+
+
+def _relay(
+    app: EpCscf,
+    ctx: ProxyContext,
+    reg: Registration,
+    dialog: UeDialog | None,
+    *,
+    asserted: str,
+    now: float,
+) -> None:
+    """A UE's request, checked: into the core with the asserted identity, along its
+    dialog's route set or the registration's Service-Route."""
+    req = ctx.request
     h = req.headers
     _strip_bearer(ctx)
     for name in _UNTRUSTED_KEYS.intersection(h.keys()):

@@ -64,6 +64,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from webims.jws import b64url_decode, verify_es256
 
+from ..sip.message import Request
+
 __all__ = [
     "REGISTER_SCOPE",
     "ExpiredToken",
@@ -73,7 +75,9 @@ __all__ = [
     "TokenInfo",
     "TokenUnavailable",
     "TokenValidator",
+    "UnreadableBearer",
     "bearer_from_authorization",
+    "bearer_token",
     "www_authenticate",
 ]
 
@@ -218,6 +222,25 @@ def bearer_from_authorization(value: str) -> str | None:
         token = re.sub(r"\\(.)", r"\1", quoted)
         return token if _TOKEN68_ONLY.fullmatch(token) else None
     return None
+
+
+class UnreadableBearer(Exception):
+    """An Authorization header with the Bearer scheme whose token cannot be read."""
+
+
+def bearer_token(req: Request) -> str | None:
+    """The one Bearer token of a request, None without one; ``UnreadableBearer`` when
+    a Bearer credential cannot be read or two differ."""
+    found: str | None = None
+    for value in req.headers.get_all("Authorization"):
+        scheme = value.split(None, 1)
+        if not scheme or scheme[0].lower() != "bearer":
+            continue
+        token = bearer_from_authorization(value)
+        if token is None or (found is not None and token != found):
+            raise UnreadableBearer("unreadable or repeated Bearer credentials")
+        found = token
+    return found
 
 
 # -- keys -----------------------------------------------------------------------------------
