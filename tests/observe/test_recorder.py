@@ -14,7 +14,7 @@ from webims.diameter.cx import avp, cx_answer, cx_request
 from webims.diameter.cxdefs import CX_APPLICATION_ID, VENDOR_3GPP, CxCommand, CxResult
 from webims.observe.record import read_trace, trace_files
 from webims.observe.redact import redact_diameter, redact_sip
-from webims.observe.trace import TraceRecorder, open_recorder
+from webims.observe.trace import TraceRecorder, flush_directory, open_recorder
 from webims.sip import parse_message
 from webims.transport.flow import Flow
 
@@ -46,6 +46,25 @@ def test_sip_in_and_out_keep_the_bytes_the_addresses_and_the_element(tmp_path: P
     assert got[1].payload == b"SIP/2.0 200 OK\r\n\r\n"
     assert rec.path.name == f"ep-cscf-{os.getpid()}.trc"
     assert rec.path.stat().st_mode & 0o777 == 0o600  # identities, addresses: owner only
+
+
+def test_flush_directory_writes_what_every_recorder_of_the_process_holds(
+    tmp_path: Path,
+) -> None:
+    """The WWSF's /trace page reads the ladder right after a call: what the other
+    elements of its process hold must be on disk by then, not 0.25 s later."""
+    config = TraceSettings(flush_interval=60)
+    p, s = TraceRecorder(tmp_path, "eP-CSCF", config), TraceRecorder(tmp_path, "S-CSCF", config)
+    other = TraceRecorder(tmp_path / "elsewhere", "HSS", config)
+    p.sip_out(b"BYE", WSS)
+    s.sip_out(b"SIP/2.0 200 OK", TCP)
+    other.sip_out(b"x", TCP)
+    assert not trace_files(tmp_path)
+    flush_directory(tmp_path)
+    assert sorted(r.element for r in read_trace(tmp_path)) == ["S-CSCF", "eP-CSCF"]
+    assert not trace_files(tmp_path / "elsewhere")
+    for rec in (p, s, other):
+        rec.close()
 
 
 def test_the_trace_directory_is_the_owners_only(tmp_path: Path) -> None:

@@ -72,6 +72,14 @@ def test_two_people_call_each_other_with_the_wic_page(
     (delivered,) = invites(b, "received")
     assert delivered.headers.get_all("Authorization") == []
     assert [str(v.uri) for v in delivered.p_asserted_identity] == [USER1]
+    # Each person's /trace page shows their registration and this call.
+    for side, user in ((a, "user1"), (b, "user2")):
+        trace = side["trace"]
+        assert trace["headings"] == [f"Last registration of {user}", f"Last call of {user}"]
+        registration, last_call = trace["ladders"]
+        assert registration.startswith(f"REGISTER sip:{user}_public1@home1.net: 200 OK")
+        assert last_call.startswith(f"INVITE {USER2}: 200 OK, BYE from the caller after ")
+        assert "LIR" in last_call and "200 OK (BYE)" in last_call
 
 
 def test_a_declined_call_ends_with_603_at_the_caller(

@@ -4,7 +4,9 @@
 // callee's user part in "To" and presses "Call"; the callee's page shows the
 // incoming call and its caller, and the callee presses "Answer"; both pages
 // show "in-call" and play each other's audio (a fake microphone); the caller
-// presses "Hang up"; both show "ended"; both log out.
+// presses "Hang up"; both show "ended"; each opens the WWSF's /trace page (in
+// another tab) for the ladders of their last registration and call; both log
+// out.
 //
 //   node wic_call.mjs <base-url> <caller-user> <callee-user> <to> [MODE]
 //
@@ -16,7 +18,8 @@
 // Prints one JSON object on stdout: for "caller" and "callee", the call
 // states the page showed (state and detail, in order), the detail shown for
 // the incoming call, the inbound audio counters and ICE/DTLS states while in
-// the call, the SIP messages of the page's WebSocket (direction and full text),
+// the call, the headings and ladders of their /trace page ("trace"), the SIP
+// messages of the page's WebSocket (direction and full text),
 // the console; "error" when a step did not happen in time (exit status 1).
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -120,6 +123,15 @@ try {
   }
   for (const s of [a, b]) {
     s.entry.detail = await s.page.locator("#call-detail").textContent();
+    // The person's own trace page, in another tab of the same browser (the WIC
+    // page stays registered meanwhile).
+    const tab = await s.context.newPage();
+    await step(`${s.name}: /trace`, tab.goto(`${base}/trace`));
+    s.entry.trace = {
+      headings: await tab.locator("h2").allTextContents(),
+      ladders: await tab.locator("pre.ladder").allTextContents(),
+    };
+    await tab.close();
     await step(`${s.name}: log out`, s.page.locator("#logout").click());
     await s.page.waitForFunction(() => document.body.dataset.state === "signed-out");
   }

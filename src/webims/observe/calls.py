@@ -15,14 +15,15 @@ A forked call that reached two devices of the callee draws the second as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Final
 
 from .ladder import PCSCF, WIC, Exchange, LadderFlow, Step, cx_steps, exchanges, sip_views
 from .messages import SipView
-from .record import Address, TraceRecord
+from .record import Address, TraceRecord, read_trace
 
-__all__ = ["CALL_COLUMNS", "find_calls"]
+__all__ = ["CALL_COLUMNS", "find_calls", "load_calls"]
 
 CALLER: Final = "caller"
 CALLEE: Final = "callee"
@@ -31,8 +32,19 @@ CALL_COLUMNS: Final = (CALLER, PCSCF, "S-CSCF", "I-CSCF", "HSS", CALLEE)
 UNANSWERED: Final = "no final response"
 
 
-def find_calls(records: Sequence[TraceRecord], last: int = 1) -> list[LadderFlow]:
-    """The last ``last`` calls made by WICs in ``records``, oldest first."""
+def load_calls(
+    directory: Path, last: int = 1, impus: Iterable[str] | None = None
+) -> list[LadderFlow]:
+    """The last ``last`` calls recorded in ``directory``, oldest first."""
+    return find_calls(read_trace(directory), last, impus)
+
+
+def find_calls(
+    records: Sequence[TraceRecord], last: int = 1, impus: Iterable[str] | None = None
+) -> list[LadderFlow]:
+    """The last ``last`` calls made by WICs in ``records`` (from or to one of
+    ``impus`` only, when given), oldest first."""
+    wanted = set(impus) if impus is not None else None
     msgs = exchanges(records)
     view = sip_views(msgs)
 
@@ -47,6 +59,8 @@ def find_calls(records: Sequence[TraceRecord], last: int = 1) -> list[LadderFlow
         v = view(i)
         if v is None or v.call_id in done or v.to_tag:
             continue  # a re-INVITE is part of its call
+        if wanted is not None and v.from_uri not in wanted and v.request_uri not in wanted:
+            continue
         done.add(v.call_id)
         found.append(_call(msgs, view, i, v))
     found.reverse()

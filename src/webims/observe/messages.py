@@ -56,6 +56,7 @@ class SipView:
     request_uri: str = ""
     #: The To tag: a request with one is inside a dialog.
     to_tag: str | None = None
+    from_uri: str = ""
 
 
 def sip_view(payload: bytes) -> SipView | None:
@@ -65,13 +66,24 @@ def sip_view(payload: bytes) -> SipView | None:
         call_id = msg.call_id
         to_uri = str(msg.to.uri)
         to_tag = msg.to_tag
+        from_uri = str(msg.from_.uri)
     except (SipError, ValueError):
         return None
     auth = tuple(msg.headers.get_all("Authorization"))
     if isinstance(msg, Request):
         label = f"{msg.method} {msg.uri_text}"
         return SipView(
-            True, label, None, call_id, cseq.seq, cseq.method, to_uri, auth, msg.uri_text, to_tag
+            True,
+            label,
+            None,
+            call_id,
+            cseq.seq,
+            cseq.method,
+            to_uri,
+            auth,
+            msg.uri_text,
+            to_tag,
+            from_uri,
         )
     return SipView(
         False,
@@ -83,6 +95,7 @@ def sip_view(payload: bytes) -> SipView | None:
         to_uri,
         auth,
         to_tag=to_tag,
+        from_uri=from_uri,
     )
 
 

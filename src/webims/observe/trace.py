@@ -38,6 +38,7 @@ import logging
 import os
 import re
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -48,7 +49,7 @@ from .record import DIAMETER, HTTP, IN, OUT, SIP, SUFFIX, Address, Rec, file_hea
 from .record import trace_files as _trace_files
 from .redact import redact_diameter, redact_sip
 
-__all__ = ["TraceRecorder", "last_ladder", "open_recorder", "trace_dir"]
+__all__ = ["TraceRecorder", "flush_directory", "last_ladder", "open_recorder", "trace_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,13 @@ def trace_dir(settings: Settings) -> Path:
     return settings.data_dir / "trace"
 
 
+def flush_directory(directory: Path) -> None:
+    """Write what every recorder of this process holds for ``directory`` (a reader
+    in the same process, such as the WWSF's /trace page, then sees it all)."""
+    for recorder in list(_PROCESS_RECORDERS.get(directory, ())):
+        recorder.flush()
+
+
 def open_recorder(settings: Settings, element: str) -> TraceRecorder | None:
     """The recorder of ``element`` (its title: ``eP-CSCF``) in this deployment,
     or None when ``[trace] enabled`` is false."""
@@ -123,6 +131,8 @@ def last_ladder(settings: Settings, impu: str | None = None, *, wait: float = 0.
 #: A message between two elements of one process (``webims up``) is then
 #: recorded once, by its sender: the receiver skips what comes from there.
 _PROCESS_SENDERS: dict[Path, set[Address]] = {}
+#: Per trace directory, the recorders of this process (``flush_directory``).
+_PROCESS_RECORDERS: dict[Path, weakref.WeakSet[TraceRecorder]] = {}
 #: Beyond this many sending addresses, both ends record (the set stays small).
 _MAX_SENDERS: Final = 4096
 
@@ -154,6 +164,7 @@ class TraceRecorder:
         self._senders = (
             senders if senders is not None else _PROCESS_SENDERS.setdefault(directory, set())
         )
+        _PROCESS_RECORDERS.setdefault(directory, weakref.WeakSet()).add(self)
         self._ring_size = config.ring
         self._pending: deque[Rec] = deque(maxlen=config.ring)
         self._timer: asyncio.TimerHandle | None = None

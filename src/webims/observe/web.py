@@ -1,11 +1,13 @@
 """The WWSF's ``/trace`` page: the last registration of the logged-in user's
-own IMS identities, as the ladder of ``webims trace`` in a ``<pre>``.
+own IMS identities, and their last call, as the ladders of ``webims trace``
+(and ``webims trace --calls``) in ``<pre>`` elements.
 
 Who sees it: a logged-in web user, and only flows whose REGISTER names one of
-the IMPUs the WWSF maps that user to — a trace holds other users' identities
-and addresses.  Anyone else is sent to the login page.  Not served in
-production (``[web] production = true``: 404): it is a development aid, and
-reading the trace directory is work an operator's tools should do.
+the IMPUs the WWSF maps that user to, and calls from or to one of them — a
+trace holds other users' identities and addresses.  Anyone else is sent to the
+login page.  Not served in production (``[web] production = true``: 404): it is a
+development aid, and reading the trace directory is work an operator's tools
+should do.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from .calls import load_calls
 from .ladder import load_flows, render_plain
-from .trace import trace_dir
+from .trace import flush_directory, trace_dir
 
 if TYPE_CHECKING:
     from ..wwsf.app import Wwsf
@@ -40,14 +43,20 @@ def trace_endpoint(wwsf: Wwsf) -> Callable[[Request], Awaitable[Response]]:
             return RedirectResponse("/login?next=" + quote("/trace", safe=""), status_code=303)
         identity = await wwsf.resolve_identity(session.user)
         impus = identity.impus if identity is not None else ()
-        if wwsf.tracer is not None:
-            wwsf.tracer.flush()
-        flows = await asyncio.to_thread(load_flows, trace_dir(settings), 1, impus)
+        directory = trace_dir(settings)
+        flush_directory(directory)  # every element of this process (webims up)
+        flows = await asyncio.to_thread(load_flows, directory, 1, impus)
+        calls = await asyncio.to_thread(load_calls, directory, 1, impus)
+        shown = html.escape(", ".join(impus) or "no IMS identity")
         if flows:
             body = f"<pre class=ladder>{html.escape(render_plain(flows[-1]))}</pre>"
         else:
-            shown = ", ".join(impus) or "no IMS identity"
-            body = f"<p>No registration of {html.escape(shown)} in the trace yet.</p>"
+            body = f"<p>No registration of {shown} in the trace yet.</p>"
+        body += f"<h2>Last call of {html.escape(session.user)}</h2>"
+        if calls:
+            body += f"<pre class=ladder>{html.escape(render_plain(calls[-1]))}</pre>"
+        else:
+            body += f"<p>No call from or to {shown} in the trace yet.</p>"
         page = (
             "<!doctype html><html lang=en><head><meta charset=utf-8>"
             "<title>Trace — webims</title>"
