@@ -110,7 +110,8 @@ class PcscfSettings(ElementSettings):
     ims_auth: bool = False
     #: Check again the Bearer token a WIC sends with a request outside a dialog
     #: (INVITE, MESSAGE, SUBSCRIBE…; TS 24.371 7.2.1, SPEC §1.4 C): an expired, revoked
-    #: or forged one gets 401 ``invalid_token``, another subscriber's 403.  Requests
+    #: or forged one gets 401 ``invalid_token``, another subscriber's 403, one without
+    #: ``ims:call`` on an INVITE 403 ``insufficient_scope``.  Requests
     #: without a token, and requests inside a dialog, are authorised by the binding.
     revalidate_tokens: bool = True
 

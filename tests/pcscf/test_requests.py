@@ -4,7 +4,7 @@ the flow token, in-dialog routing, and no Bearer token towards the core."""
 
 from __future__ import annotations
 
-from tests.waf.conftest import WafSite
+from tests.waf.conftest import WafSite, pkce_pair
 from webims.waf import ImsIdentity
 
 from .conftest import StartPcscf
@@ -239,3 +239,24 @@ async def test_without_revalidation_a_later_token_is_only_stripped(
         assert (await wic.send(wic.request_message("MESSAGE", extra=extra))).status == 200
     [message] = pcscf.core.of("MESSAGE")
     assert "Authorization" not in message.headers
+
+
+async def test_an_invite_with_a_token_that_does_not_allow_calls_is_refused(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    """A token for registration only (scope ``ims:register``) registers, and carries a
+    MESSAGE, but an INVITE with it gets 403 ``insufficient_scope`` naming ``ims:call``."""
+    await site.login("user1")
+    verifier, challenge = pkce_pair()
+    response = await site.exchange(await site.code(challenge, scope="ims:register"), verifier)
+    token = response.json()["access_token"]
+    async with pcscf.wic() as wic:
+        assert (await wic.register(token)).status == 200
+        auth = f"Authorization: Bearer {token}\r\n"
+        assert (await wic.send(wic.request_message("MESSAGE", extra=auth))).status == 200
+        answer = await wic.send(wic.request_message("INVITE", extra=auth))
+        assert answer.status == 403
+        challenge_value = answer.headers.get("WWW-Authenticate") or ""
+        assert 'error="insufficient_scope"' in challenge_value
+        assert 'scope="ims:call"' in challenge_value
+    assert pcscf.core.of("INVITE") == [] and len(pcscf.core.of("MESSAGE")) == 1

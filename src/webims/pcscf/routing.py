@@ -47,7 +47,7 @@ from . import gm, regevent
 from .bindings import Registration, impu_key
 from .dialogs import DialogKey, UeDialog
 from .register import refuse
-from .token import TokenError, UnreadableBearer, bearer_token
+from .token import CALL_SCOPE, InsufficientScope, TokenError, UnreadableBearer, bearer_token
 
 if TYPE_CHECKING:
     from .app import EpCscf
@@ -154,9 +154,13 @@ async def _revalidated(
     """TS 24.371 7.2.1: the token a WIC sends with a request outside a dialog is
     checked again (SPEC §1.4 C): one that is no longer valid gets the answer of a
     REGISTER with it (401 ``invalid_token``, 403, 503), one of another subscriber
-    403; the connection's binding is what the request is asserted by all the same."""
+    403, one sent with an INVITE must allow calls too (``ims:call``: else 403
+    ``insufficient_scope``); the connection's binding is what the request is
+    asserted by all the same."""
     try:
         info = await app.validator.validate(token)
+        if ctx.request.method == "INVITE" and CALL_SCOPE not in info.scopes:
+            raise InsufficientScope(f"token scope lacks {CALL_SCOPE}", CALL_SCOPE)
     except TokenError as err:
         refuse(app, ctx, err)
         return

@@ -67,6 +67,7 @@ from webims.jws import b64url_decode, verify_es256
 from ..sip.message import Request
 
 __all__ = [
+    "CALL_SCOPE",
     "REGISTER_SCOPE",
     "ExpiredToken",
     "InsufficientScope",
@@ -85,6 +86,8 @@ log = logging.getLogger(__name__)
 
 #: The scope a token needs to register through the eP-CSCF.
 REGISTER_SCOPE = "ims:register"
+#: The scope a token sent with an INVITE needs besides (``routing``).
+CALL_SCOPE = "ims:call"
 
 #: Longest token accepted (characters); the WAF's are under 1 KiB.
 MAX_TOKEN_LENGTH = 8192
