@@ -280,6 +280,7 @@ def test_webims_up_metrics_follow_a_wic_registering_and_deregistering(system: Sy
     assert during[wss_open] == 1
     assert wic_registrations(during) == 1
     assert during[("webims_pcscf_bound_impus", ())] >= 1
+    assert during[("webims_pcscf_dialogs", ())] == 0  # a registration is no dialog
     assert during[("webims_pcscf_sip_connections", (("transport", "wss"),))] >= 1
     # UAR at the HSS from the I-CSCF, SAR from the S-CSCF: answered there, sent by them.
     assert during[("webims_hss_diameter_requests_received_total", ())] >= hss_requests + 2

@@ -147,8 +147,9 @@ class DiameterCollector(Collector):
 class PcscfCollector(Collector):
     """The eP-CSCF's registrations (TS 24.229 5.2.2; one per WIC connection)."""
 
-    def __init__(self, bindings: Bindings) -> None:
+    def __init__(self, bindings: Bindings, dialogs: Callable[[], int] = lambda: 0) -> None:
         self.bindings = bindings
+        self.dialogs = dialogs
 
     def collect(self) -> Iterator[Metric]:
         regs = GaugeMetricFamily(
@@ -175,6 +176,11 @@ class PcscfCollector(Collector):
             "webims_pcscf_reg_event_subscriptions",
             "Reg event subscriptions of the eP-CSCF (TS 24.229 5.2.3), pending or active.",
             value=self.bindings.subscription_count,
+        )
+        yield GaugeMetricFamily(
+            "webims_pcscf_dialogs",
+            "Dialogs of UEs the eP-CSCF holds the route set of (TS 24.229 5.2.6.3.3).",
+            value=self.dialogs(),
         )
 
 
@@ -217,7 +223,8 @@ def _collectors(element: object) -> Iterable[Collector]:
             yield DiameterCollector(element.name, element.node)
         app = element.app
         if isinstance(app, EpCscf):
-            yield PcscfCollector(app.bindings)
+            dialogs = app.dialogs
+            yield PcscfCollector(app.bindings, lambda: len(dialogs))
         elif isinstance(app, ScscfApplication):
             notifier = app.notifier
             yield ScscfCollector(app.store, lambda: notifier.subscription_count, element.now)

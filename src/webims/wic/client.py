@@ -117,6 +117,7 @@ class WicClient:
         timer_f: float = TIMER_F,
         open_timeout: float = 10.0,
         ping_interval: float | None = 20.0,
+        answer: Callable[[Request], Response | None] = answer_request,
     ) -> None:
         self.url = url
         self.token = token
@@ -128,6 +129,8 @@ class WicClient:
         self.timer_f = timer_f
         self.open_timeout = open_timeout
         self.ping_interval = ping_interval
+        #: The answer to a request from the network (None: no answer, as to ACK).
+        self.answer = answer
         #: The last final answer to a REGISTER that got a 2xx.
         self.registration: RegisterOutcome | None = None
         #: Requested lifetime of the current registration.
@@ -226,13 +229,17 @@ class WicClient:
         if request.method == "NOTIFY" and request.call_id == self._reg_subscription:
             self.reg_notifications.append(read_reg_notify(request))
             self._notified.set()
-        answer = answer_request(request)
+        answer = self.answer(request)
         if answer is not None:
             await self._send(answer)
 
     def _trace(self, direction: Direction, message: Message) -> None:
         if self.on_message is not None:
             self.on_message(direction, message, time.monotonic())
+
+    async def send(self, message: Message) -> None:
+        """Send ``message`` outside any transaction (an ACK to a 2xx, a response)."""
+        await self._send(message)
 
     async def _send(self, message: Message) -> None:
         if self._ws is None:
