@@ -104,3 +104,9 @@ def test_beyond_us_strips_only_our_entries_at_the_head() -> None:
     route_set = request([OURS, S_CSCF, OURS]).record_routes
     assert beyond_us(route_set, is_ours) == (S_CSCF, OURS)
     assert beyond_us([], is_ours) == ()
+
+
+def test_an_answer_whose_record_route_cannot_be_read_makes_no_dialog() -> None:
+    dialogs = Dialogs()
+    dialogs.note_originating(WIC, request([]), response(200, "far", ["<sip:@@@;lr"]), is_ours)
+    assert len(dialogs) == 0

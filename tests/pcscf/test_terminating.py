@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 
 from tests.waf.conftest import WafSite
-from webims.sip import Request, Response
+from webims.sip import Request, Response, make_response
 
 from .conftest import StartPcscf
 from .harness import USER1_IMPU, USER2_IMPU, Deployment, FakeCore, Wic, wait_until
@@ -180,3 +180,41 @@ async def test_s9_6_22_deregistration_on_behalf_of_a_wic_whose_websocket_closed(
     assert str(dereg.to.uri) == USER1_IMPU and str(dereg.paths[0].uri) == path
     assert "bearer" not in dereg.serialize().decode().lower()
     await wait_until(lambda: len(pcscf.app.bindings) == 0)
+
+
+async def test_a_dialog_the_core_opens_gives_the_wic_its_route_set_and_a_bad_one_gets_400(
+    site: WafSite, pcscf: Deployment
+) -> None:
+    """The WIC's answer to an INVITE from the core makes a dialog whose route set is
+    the INVITE's Record-Route (its BYE goes along it, whatever Route it writes); an
+    INVITE whose Record-Route cannot be read is refused with 400 and reaches nobody."""
+    async with pcscf.wic() as wic:
+        path = await _registered(site, pcscf, wic)
+        far = f"<sip:127.0.0.1:{pcscf.core.port};transport=tcp;lr>"
+        request = core_request(pcscf.core, "INVITE", wic.contact_uri, path)
+        pcscf.core.send(
+            request.replace(b"Max-Forwards", f"Record-Route: {far}\r\nMax-Forwards".encode())
+        )
+        invite = await wic.request()
+        tag = "callee-tag"
+        await wic.ws.send(make_response(invite, 200, to_tag=tag).serialize().decode())
+        assert (await final_from_pcscf(pcscf.core, invite.call_id)).status == 200
+        ours = str(invite.record_routes[0].uri)
+        bye = wic.request_message(
+            "BYE",
+            to_tag=invite.from_tag,
+            from_tag=tag,
+            call_id=invite.call_id,
+            uri="sip:caller@127.0.0.1:9;transport=tcp",
+            extra=f"Route: <{ours}>, <sip:127.0.0.1:9;lr>\r\n",
+        )
+        assert (await wic.send(bye)).status == 200
+        [forwarded] = pcscf.core.of("BYE")
+        assert [str(r) for r in forwarded.routes] == [far]
+        # A Record-Route that does not parse: 400 to the core, nothing to the WIC.
+        bad = core_request(pcscf.core, "INVITE", wic.contact_uri, path)
+        bad = bad.replace(b"Max-Forwards", b"Record-Route: <sip:@@@;lr\r\nMax-Forwards")
+        pcscf.core.send(bad)
+        call_id = bad.split(b"Call-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()
+        assert (await final_from_pcscf(pcscf.core, call_id)).status == 400
+    assert not [r for r in wic.requests if r.call_id == call_id]

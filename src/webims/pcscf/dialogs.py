@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..sip.address import Address
+from ..sip.errors import SipError
 from ..sip.message import Request, Response
 from ..sip.uri import URI
 from ..transport.flow import Flow
@@ -99,10 +100,13 @@ class Dialogs:
         self, flow: Flow, request: Request, response: Response, is_local: Callable[[URI], bool]
     ) -> None:
         """A response to the UE's dialog-forming ``request``, on its way to the UE."""
-        ue_tag, remote_tag = request.from_tag, response.to_tag
-        if not (101 <= response.status < 300) or not ue_tag or not remote_tag:
-            return
-        routes = beyond_us(list(reversed(response.record_routes)), is_local)
+        try:
+            ue_tag, remote_tag = request.from_tag, response.to_tag
+            if not (101 <= response.status < 300) or not ue_tag or not remote_tag:
+                return
+            routes = beyond_us(list(reversed(response.record_routes)), is_local)
+        except SipError:
+            return  # an answer we cannot read makes no dialog: the UE's requests in it get 403
         self.add((request.call_id, ue_tag, remote_tag), UeDialog(flow, routes))
 
     def note_terminating(
@@ -110,7 +114,10 @@ class Dialogs:
     ) -> None:
         """The UE's response to the dialog-forming ``request`` the core sent it;
         ``routes``: that request's Record-Route as the core sent it."""
-        ue_tag, remote_tag = response.to_tag, request.from_tag
+        try:
+            ue_tag, remote_tag = response.to_tag, request.from_tag
+        except SipError:
+            return
         if not (101 <= response.status < 300) or not ue_tag or not remote_tag:
             return
         self.add((request.call_id, ue_tag, remote_tag), UeDialog(flow, routes))

@@ -220,15 +220,20 @@ def from_core(app: EpCscf, ctx: ProxyContext, now: float) -> None:
         if flow is None:
             ctx.respond(430, now=now)
             return
-        for name in CHARGING_HEADERS:
-            req.headers.remove(name)
         dialog_forming = req.method in DIALOG_FORMING and req.to_tag is None
         record_route = app.flow_uri(token) if dialog_forming else None
         if dialog_forming:
-            ctx.data[_TERMINATING] = (flow, tuple(str(r) for r in req.record_routes))
+            try:
+                routes = tuple(str(r) for r in req.record_routes)
+            except ParseError:
+                ctx.respond(400, "Bad Record-Route", now=now)
+                return
+            ctx.data[_TERMINATING] = (flow, routes)
         elif req.method == "BYE" and req.to_tag and req.from_tag:
             ctx.data[_ENDING] = (req.call_id, req.to_tag, req.from_tag)
         ue_side = gm.record_route_towards_ue(flow, token) if dialog_forming else []
+        for name in CHARGING_HEADERS:
+            req.headers.remove(name)
         target = Target(req.uri, dest=flow, headers_first=ue_side)  # RFC 5658, gm.py
         ctx.forward([target], record_route=record_route, now=now)
         return
