@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from webims.diameter.cxdefs import ServerAssignmentType
 from webims.hss.model import RegistrationState
+from webims.sip import Response
 from webims.sip.auth import Challenge
 
 from .conftest import USER1_IMPI, USER1_IMPU, Deployment
@@ -22,6 +23,24 @@ async def challenge_for(dep: Deployment) -> tuple[str, Challenge]:
     return call_id, challenge
 
 
+async def answered(
+    dep: Deployment, call_id: str, cseq: int, authorization: str, impu: str = USER1_IMPU
+) -> Response:
+    """The S-CSCF's answer to the phone's REGISTER ``cseq`` on ``call_id`` with
+    ``authorization`` (not from a trusted peer, no Path)."""
+    register(
+        dep.untrusted,
+        dep.route,
+        impu,
+        USER1_IMPI,
+        path=False,
+        call_id=call_id,
+        cseq=cseq,
+        authorization=authorization,
+    )
+    return await dep.untrusted.response()
+
+
 async def test_digest_challenge_then_verify(deployment: Deployment) -> None:
     dep = deployment
     call_id, challenge = await challenge_for(dep)
@@ -30,17 +49,7 @@ async def test_digest_challenge_then_verify(deployment: Deployment) -> None:
     assert challenge.get("qop") == "auth"
     assert challenge.get("nonce")
     assert dep.spy.sars == []
-    register(
-        dep.untrusted,
-        dep.route,
-        USER1_IMPU,
-        USER1_IMPI,
-        path=False,
-        call_id=call_id,
-        cseq=2,
-        authorization=digest_response(challenge, USER1_IMPI, "user1-secret"),
-    )
-    resp = await dep.untrusted.response()
+    resp = await answered(dep, call_id, 2, digest_response(challenge, USER1_IMPI, "user1-secret"))
     assert resp.status == 200, resp.start_line()
     assert dep.spy.mars == [(USER1_IMPI, USER1_IMPU)]
     assert dep.spy.kinds() == [ServerAssignmentType.REGISTRATION]
@@ -53,60 +62,22 @@ async def test_digest_reregistration_reuses_nonce_without_mar(deployment: Deploy
     dep = deployment
     call_id, challenge = await challenge_for(dep)
     auth = digest_response(challenge, USER1_IMPI, "user1-secret", nc=1)
-    register(
-        dep.untrusted,
-        dep.route,
-        USER1_IMPU,
-        USER1_IMPI,
-        path=False,
-        call_id=call_id,
-        cseq=2,
-        authorization=auth,
-    )
-    assert (await dep.untrusted.response()).status == 200
+    assert (await answered(dep, call_id, 2, auth)).status == 200
     auth2 = digest_response(challenge, USER1_IMPI, "user1-secret", nc=2)
-    register(
-        dep.untrusted,
-        dep.route,
-        USER1_IMPU,
-        USER1_IMPI,
-        path=False,
-        call_id=call_id,
-        cseq=3,
-        authorization=auth2,
-    )
-    assert (await dep.untrusted.response()).status == 200
+    assert (await answered(dep, call_id, 3, auth2)).status == 200
     assert len(dep.spy.mars) == 1
     assert dep.spy.kinds()[-1] == ServerAssignmentType.RE_REGISTRATION
     # The same nc again is a replay (or a UA sending its last credentials
     # again): a new nonce, stale=true, never a 200; no new MAR is needed.
-    register(
-        dep.untrusted,
-        dep.route,
-        USER1_IMPU,
-        USER1_IMPI,
-        path=False,
-        call_id=call_id,
-        cseq=4,
-        authorization=auth2,
-    )
-    again = await dep.untrusted.response()
+    again = await answered(dep, call_id, 4, auth2)
     assert again.status == 401
     [fresh] = again.www_authenticate
     assert fresh.get("stale") == "true"
     assert fresh.get("nonce") not in (None, challenge.get("nonce"))
     kinds = dep.spy.kinds()
-    register(
-        dep.untrusted,
-        dep.route,
-        USER1_IMPU,
-        USER1_IMPI,
-        path=False,
-        call_id=call_id,
-        cseq=5,
-        authorization=digest_response(fresh, USER1_IMPI, "user1-secret", nc=1),
-    )
-    assert (await dep.untrusted.response()).status == 200
+    assert (
+        await answered(dep, call_id, 5, digest_response(fresh, USER1_IMPI, "user1-secret", nc=1))
+    ).status == 200
     assert len(dep.spy.mars) == 1
     assert dep.spy.kinds() == [*kinds, ServerAssignmentType.RE_REGISTRATION]
 
@@ -116,17 +87,9 @@ async def test_digest_wrong_password_403_and_authentication_failure(
 ) -> None:
     dep = deployment
     call_id, challenge = await challenge_for(dep)
-    register(
-        dep.untrusted,
-        dep.route,
-        USER1_IMPU,
-        USER1_IMPI,
-        path=False,
-        call_id=call_id,
-        cseq=2,
-        authorization=digest_response(challenge, USER1_IMPI, "not-the-password"),
+    resp = await answered(
+        dep, call_id, 2, digest_response(challenge, USER1_IMPI, "not-the-password")
     )
-    resp = await dep.untrusted.response()
     assert resp.status == 403
     assert dep.spy.kinds() == [ServerAssignmentType.AUTHENTICATION_FAILURE]
     assert await dep.scscf.scscf.store.get(USER1_IMPU) is None
@@ -154,15 +117,13 @@ async def test_digest_unknown_nonce_is_challenged_stale(deployment: Deployment) 
 async def test_digest_nonce_bound_to_the_challenged_impu(deployment: Deployment) -> None:
     dep = deployment
     call_id, challenge = await challenge_for(dep)
-    register(
-        dep.untrusted,
-        dep.route,
-        "sip:user2_public1@home1.net",
-        USER1_IMPI,
-        path=False,
-        call_id=call_id,
-        cseq=2,
-        authorization=digest_response(challenge, USER1_IMPI, "user1-secret"),
-    )
-    assert (await dep.untrusted.response()).status == 403
+    assert (
+        await answered(
+            dep,
+            call_id,
+            2,
+            digest_response(challenge, USER1_IMPI, "user1-secret"),
+            "sip:user2_public1@home1.net",
+        )
+    ).status == 403
     assert dep.spy.sars == []
