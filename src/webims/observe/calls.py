@@ -16,27 +16,19 @@ A forked call that reached two devices of the callee draws the second as
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Final
 
 from .ladder import PCSCF, WIC, Exchange, LadderFlow, Step, cx_steps, exchanges, sip_views
 from .messages import SipView
-from .record import Address, TraceRecord, read_trace
+from .record import Address, TraceRecord
 
-__all__ = ["CALL_COLUMNS", "find_calls", "load_calls"]
+__all__ = ["CALL_COLUMNS", "find_calls"]
 
 CALLER: Final = "caller"
 CALLEE: Final = "callee"
 CALL_COLUMNS: Final = (CALLER, PCSCF, "S-CSCF", "I-CSCF", "HSS", CALLEE)
 #: What the ladder says when the INVITE has no final answer (yet) in the trace.
 UNANSWERED: Final = "no final response"
-
-
-def load_calls(
-    directory: Path, last: int = 1, impus: Iterable[str] | None = None
-) -> list[LadderFlow]:
-    """The last ``last`` calls recorded in ``directory``, oldest first."""
-    return find_calls(read_trace(directory), last, impus)
 
 
 def find_calls(

@@ -21,8 +21,9 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from .calls import load_calls
-from .ladder import load_flows, render_plain
+from .calls import find_calls
+from .ladder import find_flows, render_plain
+from .record import read_trace
 from .trace import flush_directory, trace_dir
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ def trace_endpoint(wwsf: Wwsf) -> Callable[[Request], Awaitable[Response]]:
         impus = identity.impus if identity is not None else ()
         directory = trace_dir(settings)
         flush_directory(directory)  # every element of this process (webims up)
-        flows = await asyncio.to_thread(load_flows, directory, 1, impus)
-        calls = await asyncio.to_thread(load_calls, directory, 1, impus)
+        records = await asyncio.to_thread(read_trace, directory)
+        flows = await asyncio.to_thread(find_flows, records, 1, impus)
+        calls = await asyncio.to_thread(find_calls, records, 1, impus)
         shown = html.escape(", ".join(impus) or "no IMS identity")
         if flows:
             body = f"<pre class=ladder>{html.escape(render_plain(flows[-1]))}</pre>"
