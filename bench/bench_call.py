@@ -34,7 +34,7 @@ from bench_register import cpu_seconds, free_port, webims_up, write_config
 
 from webims.config import load_settings
 from webims.sip import Request, Response, make_response, new_tag
-from webims.sip.uac import new_call_id, new_request
+from webims.sip.uac import ack_for_2xx, new_call_id, new_request
 from webims.wic.bench import mint_logins, percentile, provision_bench_subscribers
 from webims.wic.client import WicClient, client_ssl_context
 from webims.wic.registration import answer_request
@@ -87,25 +87,18 @@ async def one_call(caller: WicClient, callee_impu: str) -> float:
     setup = time.perf_counter() - started
     if answer.status != 200 or not answer.to_tag:
         raise RuntimeError(f"INVITE: {answer.status} {answer.reason}")
-    routes = [str(r) for r in reversed(answer.record_routes)]
-    target = answer.contacts[0].uri
-    to = f"<{callee_impu}>;tag={answer.to_tag}"
-
-    def in_dialog(method: str, cseq: int) -> Request:
-        """A request of the dialog (RFC 3261 §12.2.1.1): its route set, the remote target."""
-        return new_request(
-            method,
-            target,
-            from_=f"<{ua.impu}>;tag={tag}",
-            to=to,
-            call_id=call_id,
-            cseq=cseq,
-            via=ua.via(),
-            route=routes,
-        )
-
-    await caller.send(in_dialog("ACK", 1))
-    bye = in_dialog("BYE", 2)
+    await caller.send(ack_for_2xx(invite, answer, via=ua.via()))
+    # The BYE of the dialog (RFC 3261 §12.2.1.1): the remote target, the route set.
+    bye = new_request(
+        "BYE",
+        answer.contacts[0].uri,
+        from_=f"<{ua.impu}>;tag={tag}",
+        to=f"<{callee_impu}>;tag={answer.to_tag}",
+        call_id=call_id,
+        cseq=2,
+        via=ua.via(),
+        route=[str(r) for r in reversed(answer.record_routes)],
+    )
     done = await caller.request(bye)
     if done.status != 200:
         raise RuntimeError(f"BYE: {done.status} {done.reason}")

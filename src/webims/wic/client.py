@@ -231,17 +231,15 @@ class WicClient:
             self._notified.set()
         answer = self.answer(request)
         if answer is not None:
-            await self._send(answer)
+            await self.send(answer)
 
     def _trace(self, direction: Direction, message: Message) -> None:
         if self.on_message is not None:
             self.on_message(direction, message, time.monotonic())
 
     async def send(self, message: Message) -> None:
-        """Send ``message`` outside any transaction (an ACK to a 2xx, a response)."""
-        await self._send(message)
-
-    async def _send(self, message: Message) -> None:
+        """Send ``message`` as it is, outside any transaction of ours (a response,
+        an ACK to a 2xx; ``request`` sends within one)."""
         if self._ws is None:
             raise WicError("not connected")
         self._trace("out", message)
@@ -260,7 +258,7 @@ class WicClient:
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[branch] = future
         try:
-            await self._send(request)
+            await self.send(request)
             async with asyncio.timeout(self.timer_f):
                 return await future
         except TimeoutError:
