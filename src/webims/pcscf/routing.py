@@ -62,7 +62,7 @@ CHARGING_HEADERS = ("P-Charging-Vector", "P-Charging-Function-Addresses")
 #: Requests that create a dialog, and so are record-routed (RFC 3261 §16.6 step 4).
 DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 
-#: ``ProxyContext.data`` keys: a dialog-forming request of a UE (its flow), one the
+#: ``ProxyContext.data`` keys: a dialog-forming request of a UE (a mark), one the
 #: core sent a UE (the flow and the Record-Route it came with), a BYE of a dialog.
 _ORIGINATING = "pcscf.dialog.originating"
 _TERMINATING = "pcscf.dialog.terminating"
@@ -192,22 +192,16 @@ def _relay(
         h.remove(name)
     h.add("P-Asserted-Identity", f"<{asserted}>")
     h.add("P-Charging-Vector", app.icid.vector())
-    if dialog is not None:
-        h.remove("Route")
-        for route in dialog.routes:
-            h.add("Route", route)
-        ctx.forward(now=now)
-        return
-    if not reg.service_route:
+    if dialog is None and not reg.service_route:
         ctx.respond(403, "No Service-Route for this registration", now=now)
         return
     h.remove("Route")
-    for route in reg.service_route:
+    for route in dialog.routes if dialog is not None else reg.service_route:
         h.add("Route", route)
     record_route = None
-    if req.method in DIALOG_FORMING:
+    if dialog is None and req.method in DIALOG_FORMING:
         record_route = reg.record_route
-        ctx.data[_ORIGINATING] = ctx.source
+        ctx.data[_ORIGINATING] = True
     ctx.forward(record_route=record_route, now=now)
 
 
@@ -258,8 +252,8 @@ def on_ue_response(app: EpCscf, ctx: ProxyContext, response: Response) -> None:
     data = ctx.data
     if not data:
         return
-    source = data.get(_ORIGINATING)
-    if isinstance(source, Flow):
+    source = ctx.source
+    if data.get(_ORIGINATING) and isinstance(source, Flow):
         app.dialogs.note_originating(source, ctx.request, response, app.cscf.endpoint.is_local)
     terminating = data.get(_TERMINATING)
     if isinstance(terminating, tuple):
